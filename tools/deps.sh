@@ -7,7 +7,7 @@ set -eu
 
 build="cmake g++ make pkg-config libcli11-dev libfmt-dev catch2 nlohmann-json3-dev"
 test="zsh fish python3 util-linux procps"
-man="ruby-ronn"
+man="ronn"
 bench="hyperfine"
 
 want=""

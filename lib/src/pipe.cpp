@@ -52,9 +52,11 @@ end end_of_flags(int flags) {
     }
 }
 
-// Everyone holding a pipe, found in one pass over /proc.
+// Everyone holding a pipe, found in one pass over /proc, with what the scan
+// saw of the pipe itself (so nothing is looked up again after holders leave).
 struct holder_index {
     std::map<inode_key, std::vector<holder>> by_inode;
+    std::map<inode_key, std::pair<std::string, struct stat>> seen;  // link target, stat
     bool complete = true;
 };
 
@@ -67,8 +69,9 @@ holder_index index_holders(const std::function<bool(std::string_view)>& want) {
         if (!S_ISFIFO(f.st.st_mode)) continue;
         auto& name = names[f.pid];
         if (name.empty()) name = proc::command(f.pid);
-        idx.by_inode[{f.st.st_dev, f.st.st_ino}].push_back(
-            holder{f.pid, name, f.fd, end_of_flags(f.flags)});
+        inode_key key{f.st.st_dev, f.st.st_ino};
+        idx.by_inode[key].push_back(holder{f.pid, name, f.fd, end_of_flags(f.flags)});
+        idx.seen.try_emplace(key, f.target, f.st);
     }
     for (auto& [key, list] : idx.by_inode)
         std::sort(list.begin(), list.end(),
@@ -295,29 +298,17 @@ std::vector<info> list_pipes(std::optional<pid_t> pid) {
         std::sort(keys.begin(), keys.end());
         keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
     } else {
-        for (const auto& [key, holders] : idx.by_inode) {
-            // Only anonymous pipes: a named FIFO is listed by `ls DIR`.
-            const auto& h = holders.front();
-            char link[PATH_MAX];
-            ssize_t n = ::readlink(fmt::format("/proc/{}/fd/{}", h.pid, h.fd).c_str(), link, sizeof link - 1);
-            if (n > 0 && anonymous_pipe_link(std::string_view(link, static_cast<std::size_t>(n))))
-                keys.push_back(key);
-        }
+        // Only anonymous pipes: a named FIFO is listed by `ls DIR`.
+        for (const auto& [key, seen] : idx.seen)
+            if (anonymous_pipe_link(seen.first)) keys.push_back(key);
     }
     for (const auto& key : keys) {
-        auto it = idx.by_inode.find(key);
-        if (it == idx.by_inode.end()) continue;
-        const auto& h = it->second.front();
-        std::string fdpath = fmt::format("/proc/{}/fd/{}", h.pid, h.fd);
-        struct stat st {};
-        if (::stat(fdpath.c_str(), &st) < 0) continue;  // closed since
-        char link[PATH_MAX];
-        ssize_t n = ::readlink(fdpath.c_str(), link, sizeof link - 1);
-        std::string target = n > 0 ? std::string(link, static_cast<std::size_t>(n)) : fdpath;
+        auto it = idx.seen.find(key);
+        if (it == idx.seen.end()) continue;  // closed between the two scans
         info i;
-        i.named = !anonymous_pipe_link(target);
-        i.name = target;
-        fill_from_stat(i, st);
+        i.named = !anonymous_pipe_link(it->second.first);
+        i.name = it->second.first;
+        fill_from_stat(i, it->second.second);
         finish_with_holders(i, idx);
         found.push_back(std::move(i));
     }
