@@ -55,6 +55,7 @@ tsan: deps
 bench: bench-pipe
 
 bench-pipe: build
+	@tools/deps.sh bench
 	@bench/pipe-relay.sh $(BUILD)
 
 clean:

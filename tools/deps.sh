@@ -8,7 +8,7 @@ set -eu
 build="cmake g++ make pkg-config libcli11-dev libfmt-dev catch2 nlohmann-json3-dev"
 test="zsh fish python3 util-linux procps"
 man="ronn"
-bench="hyperfine"
+bench="bc util-linux"
 
 want=""
 for set in "${@:-build test}"; do

@@ -42,6 +42,10 @@ struct options {
     std::optional<pid_t> pid;
     bool dry_run = false;
     bool progress = false, no_progress = false;
+    pipe::condition until;
+    std::string min_bytes;
+    std::string interval = "100ms";
+    std::uint64_t changes = 0;  // watch --count: 0 is no limit
 };
 
 std::string user_name(uid_t uid) {
@@ -82,50 +86,55 @@ out::record to_full_record(const pipe::info& i) {
     return r;
 }
 
-framing::mode wire_mode(const options& o) {
-    if (o.framed) {
-        if (o.input.nul || o.print.nul) throw usage_error("choose one of -0 and --framed");
-        return framing::mode::framed;
-    }
-    if (o.input.nul || o.print.nul) return framing::mode::nul;
-    if (o.input.whole) return framing::mode::whole;
+// How messages travel in the pipe. send: --framed, -0 or newline (whatever
+// the input mode); recv: also --whole (everything up to the writers' close).
+framing::mode wire_mode(const options& o, bool receiving) {
+    bool nul = o.input.nul || o.print.nul;
+    bool whole = receiving && o.input.whole;
+    if (int(nul) + int(o.framed) + int(whole) > 1) throw usage_error("choose one framing: -0, --framed or --whole");
+    if (o.framed) return framing::mode::framed;
+    if (nul) return framing::mode::nul;
+    if (whole) return framing::mode::whole;
     return framing::mode::line;
+}
+
+// Runs f for each path, carrying on past failures; the first failure's status.
+template <class F>
+int for_each_path(const std::vector<std::string>& paths, F f) {
+    int status = 0;
+    for (const auto& p : paths) {
+        try {
+            f(p);
+        } catch (const error& e) {
+            if (e.code() == exit_code::usage) throw;
+            cli::report(e);
+            if (status == 0) status = static_cast<int>(e.code());
+        }
+    }
+    return status;
 }
 
 int do_create(const options& o) {
     mode_t m = parse::mode(o.mode);
     std::vector<out::record> records;
-    for (const auto& p : o.paths) {
+    int status = for_each_path(o.paths, [&](const std::string& p) {
         pipe::create(p, m);
         records.push_back(to_record(pipe::stat(p)));
-    }
+    });
     cli::emit(kind, records);
-    return 0;
+    return status;
 }
 
 int do_rm(const options& o) {
     std::vector<out::record> records;
-    int status = 0;
-    for (const auto& p : o.paths) {
-        try {
-            if (o.dry_run) {
-                // Same checks as a real removal, without the unlink.
-                auto info = pipe::stat(p);
-                (void)info;
-                if (!cli::quiet() && cli::format() == out::format::text)
-                    out::stdout_stream().write(fmt::format("would remove {}\n", p));
-            } else {
-                pipe::remove(p);
-            }
-            out::record r;
-            r.add("name", p).add("removed", !o.dry_run);
-            records.push_back(std::move(r));
-        } catch (const error& e) {
-            if (e.code() == exit_code::usage) throw;
-            std::fprintf(stderr, "%s: %s\n", cli::program().data(), e.what());
-            if (status == 0) status = static_cast<int>(e.code());
-        }
-    }
+    int status = for_each_path(o.paths, [&](const std::string& p) {
+        pipe::remove(p, o.dry_run);
+        if (o.dry_run && !cli::quiet() && cli::format() == out::format::text)
+            out::stdout_stream().write(fmt::format("would remove {}\n", p));
+        out::record r;
+        r.add("name", p).add("removed", !o.dry_run);
+        records.push_back(std::move(r));
+    });
     if (cli::format() != out::format::text) cli::emit(kind, records);
     return status;
 }
@@ -152,8 +161,19 @@ int do_ls(const options& o) {
 }
 
 int do_send(const options& o) {
-    auto mode = wire_mode(o);
+    auto mode = wire_mode(o, false);
     auto max = parse::size(o.max_msg_size);
+    if (!o.messages.empty() && (!o.input.file.empty() || o.input.whole || o.input.jsonl))
+        throw usage_error("give messages as arguments or on stdin, not both");
+    // Messages given as arguments are checked before anything is opened.
+    std::string scratch;
+    for (const auto& m : o.messages) {
+        if (m.size() > max)
+            throw data_error(fmt::format("message of {} bytes is over the maximum message size ({}); nothing sent",
+                                         m.size(), parse::human_size(max)));
+        framing::encode(mode, m, scratch);
+        scratch.clear();
+    }
     unique_fd own;
     int fd = STDOUT_FILENO;
     std::string label = "standard output";
@@ -177,8 +197,6 @@ int do_send(const options& o) {
         bytes += payload.size();
     };
     if (!o.messages.empty()) {
-        if (!o.input.file.empty() || o.input.whole || o.input.jsonl)
-            throw usage_error("give messages as arguments or on stdin, not both");
         for (const auto& m : o.messages) send_one(m);
     } else {
         unique_fd file;
@@ -191,7 +209,8 @@ int do_send(const options& o) {
         stream::input input(in, o.input.mode(), max);
         while (auto m = input.next()) send_one(m->data);
     }
-    if (cli::format() != out::format::text) {
+    // With "-" stdout carries the messages themselves: no summary there.
+    if (cli::format() != out::format::text && o.path != "-") {
         out::record r;
         r.add("name", o.path).add("messages_sent", sent).add("bytes_sent", bytes);
         cli::emit(kind, std::vector{r});
@@ -200,8 +219,7 @@ int do_send(const options& o) {
 }
 
 int do_recv(const options& o) {
-    if (o.input.whole && o.framed) throw usage_error("choose one of --whole and --framed");
-    auto mode = wire_mode(o);
+    auto mode = wire_mode(o, true);
     auto max = parse::size(o.max_msg_size);
     auto printer = cli::make_printer(o.print);
     bool is_fifo = o.path != "-";
@@ -270,19 +288,20 @@ int do_set_capacity(const options& o) {
 }
 
 int do_relay(const options& o) {
-    auto until = o.wait.deadline();
     unique_fd in_own, out_own;
     int in = STDIN_FILENO, out = STDOUT_FILENO;
     if (o.path != "-") {
-        in_own = pipe::open_fifo(o.path, pipe::direction::read, until, [](const std::string& w) { cli::warn(w); });
+        in_own = pipe::open_fifo(o.path, pipe::direction::read, o.wait.deadline(),
+                                 [](const std::string& w) { cli::warn(w); });
         // Wait for the first writer: a FIFO without one reads as ended.
-        if (wait_fd(in_own.get(), POLLIN, until) == 0)
+        if (wait_fd(in_own.get(), POLLIN, o.wait.deadline()) == 0)
             throw temp_failure(fmt::format("no writer opened FIFO '{}' within the timeout", o.path), ETIMEDOUT);
         set_nonblocking(in_own.get(), false);
         in = in_own.get();
     }
     if (o.dest != "-") {
-        out_own = pipe::open_fifo(o.dest, pipe::direction::write, until, [](const std::string& w) { cli::warn(w); });
+        out_own = pipe::open_fifo(o.dest, pipe::direction::write, o.wait.deadline(),
+                                  [](const std::string& w) { cli::warn(w); });
         set_nonblocking(out_own.get(), false);
         out = out_own.get();
     }
@@ -299,7 +318,14 @@ int do_relay(const options& o) {
                          parse::human_size(bytes).c_str(), s,
                          parse::human_size(static_cast<std::uint64_t>(s > 0 ? bytes / s : 0)).c_str());
         };
-    auto stats = pipe::relay(in, out, progress);
+    pipe::relay_stats stats;
+    try {
+        stats = pipe::relay(in, out, progress);
+    } catch (const error& e) {
+        // stdout's reader leaving is the normal end of a pipeline.
+        if (e.errno_value() == EPIPE && o.dest == "-") throw stdout_closed();
+        throw;
+    }
     if (show) std::fputc('\n', stderr);
     if (o.dest != "-" && cli::format() != out::format::text) {
         double s = seconds();
@@ -316,6 +342,74 @@ int do_relay(const options& o) {
 }
 
 } // namespace
+
+std::chrono::nanoseconds interval_of(const options& o) {
+    auto d = parse::duration(o.interval);
+    if (!d || d->count() <= 0) throw usage_error(fmt::format("invalid interval '{}': must be finite and above 0", o.interval));
+    return *d;
+}
+
+int do_wait(options o) {
+    if (!o.min_bytes.empty()) o.until.min_bytes = parse::size(o.min_bytes);
+    auto step = interval_of(o);
+    auto until = o.wait.deadline();
+    for (;;) {
+        // stat never opens the FIFO, so waiting disturbs nobody.
+        if (auto i = pipe::try_stat(o.path); i && pipe::meets(*i, o.until)) {
+            if (cli::format() != out::format::text) cli::emit(kind, std::vector{to_full_record(*i)});
+            return 0;
+        }
+        if (until.expired()) throw temp_failure(fmt::format("'{}' did not meet the condition within the timeout", o.path), ETIMEDOUT);
+        sleep_until(until, step);
+    }
+}
+
+int do_watch(const options& o) {
+    auto step = interval_of(o);
+    auto until = o.wait.deadline();
+    std::optional<out::json> last;
+    std::uint64_t changes = 0;
+    bool text = cli::format() == out::format::text;
+    for (;;) {
+        auto i = pipe::try_stat(o.path);
+        out::json now = out::json::object();
+        if (i) {
+            auto r = to_record(*i);
+            for (const auto& f : r.fields())
+                if (f.key != "name" && f.key != "kind" && f.key != "inode" && f.key != "uid" && f.key != "user")
+                    now[f.key] = f.value;
+        } else {
+            now["exists"] = false;
+        }
+        if (!last || *last != now) {
+            ++changes;
+            out::json rec = out::json::object();
+            rec["seq"] = changes;
+            rec["timestamp_ns"] = stream::now_ns();
+            rec["name"] = o.path;
+            rec["exists"] = i.has_value();
+            for (auto it = now.begin(); it != now.end(); ++it) rec[it.key()] = it.value();
+            if (!cli::quiet()) {
+                if (text) {
+                    std::string line = o.path + " gone";
+                    if (i)
+                        line = fmt::format("{} queued={} capacity={} readers={} writers={}", o.path,
+                                           i->queued_bytes ? std::to_string(*i->queued_bytes) : "-",
+                                           i->capacity_bytes ? std::to_string(*i->capacity_bytes) : "-",
+                                           i->readers(), i->writers());
+                    out::stdout_stream().write(line + "\n");
+                } else {
+                    out::stdout_stream().write(rec.dump() + "\n");
+                }
+                out::stdout_stream().flush();
+            }
+            last = std::move(now);
+            if (o.changes && changes >= o.changes) return 0;
+        }
+        if (until.expired()) return 0;
+        sleep_until(until, step);
+    }
+}
 
 int main(int argc, char** argv) {
     cli::app app("ipc-pipe", "Named and unnamed pipes: create, inspect, send and receive messages, relay.");
@@ -367,6 +461,21 @@ int main(int argc, char** argv) {
     relay->add_flag("--progress", o.progress, "Bytes and rate on stderr (default when stderr is a terminal)");
     relay->add_flag("--no-progress", o.no_progress, "No progress line");
     app.add_wait(relay, o.wait);
+
+    auto* wait = app.verb("wait", "Wait until a FIFO exists, or has a reader, a writer, data", [&] { return do_wait(o); });
+    wait->add_option("path", o.path, "FIFO path, /proc/PID/fd/N, or - for stdin")->required()->type_name("PATH");
+    wait->add_flag("--reader", o.until.reader, "Until some process holds it for reading");
+    wait->add_flag("--writer", o.until.writer, "Until some process holds it for writing");
+    wait->add_flag("--empty", o.until.empty, "Until nothing is queued in it");
+    wait->add_option("--min-bytes", o.min_bytes, "Until at least SIZE bytes are queued")->type_name("SIZE");
+    wait->add_option("--interval", o.interval, "How often to look (default 100ms)")->type_name("DUR");
+    app.add_wait(wait, o.wait);
+
+    auto* watch = app.verb("watch", "Stream changes of a FIFO's queue and holders", [&] { return do_watch(o); });
+    watch->add_option("path", o.path, "FIFO path, /proc/PID/fd/N, or - for stdin")->required()->type_name("PATH");
+    watch->add_option("--interval", o.interval, "How often to look (default 100ms)")->type_name("DUR");
+    watch->add_option("-c,--count", o.changes, "Stop after N changes (default: until interrupted)")->type_name("N");
+    watch->add_option("-t,--timeout", o.wait.timeout, "Stop watching after DUR (default inf)")->type_name("DUR");
 
     return app.run(argc, argv);
 }

@@ -4,12 +4,13 @@
 # The verbs and, per verb, the options its --help lists; keep in step with
 # cmd/ipc-pipe/main.cpp and lib/src/cli.cpp.
 
-set -l verbs create rm stat ls send recv set-capacity relay
+set -l verbs create rm stat ls send recv set-capacity relay wait watch
 
 # The index (0 for the first) of the positional argument of the verb that the
 # token under the cursor would be; nothing before the verb is typed. Options
-# that take a value: -o -m -p -t -c and their long forms, --max-msg-size and
-# --file; a short cluster takes one when its first such letter ends it (-qo).
+# that take a value: -o -m -p -t -c and their long forms, --max-msg-size,
+# --file, --min-bytes and --interval; a short cluster takes one when its first
+# such letter ends it (-qo).
 function __ipc_pipe_arg_index
     set -l tokens (commandline -opc)
     set -e tokens[1]
@@ -30,7 +31,7 @@ function __ipc_pipe_arg_index
             set n (math $n + 1)
         else if test "$t" = --
             set dashdash 1
-        else if contains -- $t --output --mode --pid --max-msg-size --file --timeout --count
+        else if contains -- $t --output --mode --pid --max-msg-size --file --timeout --count --min-bytes --interval
             set skip 1
         else if string match -qr -- '^-[^-omptc]*[omptc]$' $t
             set skip 1
@@ -98,6 +99,8 @@ complete -c ipc-pipe -n "not __fish_seen_subcommand_from $verbs" -a send -d 'Wri
 complete -c ipc-pipe -n "not __fish_seen_subcommand_from $verbs" -a recv -d 'Read messages from a FIFO or stdin'
 complete -c ipc-pipe -n "not __fish_seen_subcommand_from $verbs" -a set-capacity -d "Resize a pipe's buffer (F_SETPIPE_SZ)"
 complete -c ipc-pipe -n "not __fish_seen_subcommand_from $verbs" -a relay -d 'Copy a FIFO or stdin to a FIFO or stdout, with splice(2)'
+complete -c ipc-pipe -n "not __fish_seen_subcommand_from $verbs" -a wait -d 'Wait until a FIFO exists, or has a reader, a writer, data'
+complete -c ipc-pipe -n "not __fish_seen_subcommand_from $verbs" -a watch -d "Stream changes of a FIFO's queue and holders"
 
 # Every verb.
 complete -c ipc-pipe -n "__fish_seen_subcommand_from $verbs" -s h -l help -d 'Print this help and exit'
@@ -105,9 +108,12 @@ complete -c ipc-pipe -n "__fish_seen_subcommand_from $verbs" -s o -l output -x -
 complete -c ipc-pipe -n "__fish_seen_subcommand_from $verbs" -l json -d 'Same as -o json'
 complete -c ipc-pipe -n "__fish_seen_subcommand_from $verbs" -s q -l quiet -d 'No output on success'
 
-# Waiting: send, recv, relay.
-complete -c ipc-pipe -n '__fish_seen_subcommand_from send recv relay' -s t -l timeout -x -a '250ms 1s 5s inf 0' -d 'How long one wait may last'
-complete -c ipc-pipe -n '__fish_seen_subcommand_from send recv relay' -s n -l nonblock -d 'Do not wait: same as --timeout 0'
+# Waiting: send, recv, relay, wait.
+complete -c ipc-pipe -n '__fish_seen_subcommand_from send recv relay wait' -s t -l timeout -x -a '250ms 1s 5s inf 0' -d 'How long one wait may last'
+complete -c ipc-pipe -n '__fish_seen_subcommand_from send recv relay wait' -s n -l nonblock -d 'Do not wait: same as --timeout 0'
+
+# Polling: wait, watch.
+complete -c ipc-pipe -n '__fish_seen_subcommand_from wait watch' -l interval -x -a '50ms 100ms 1s' -d 'How often to look (default 100ms)'
 
 # Messages: send, recv.
 complete -c ipc-pipe -n '__fish_seen_subcommand_from send recv' -l framed -d 'Length-prefixed frames (4-byte big-endian length), binary-safe'
@@ -155,3 +161,15 @@ complete -c ipc-pipe -n '__fish_seen_subcommand_from relay' -l progress -d 'Byte
 complete -c ipc-pipe -n '__fish_seen_subcommand_from relay' -l no-progress -d 'No progress line'
 complete -c ipc-pipe -n '__ipc_pipe_at_arg relay 0' -a '(__ipc_pipe_fifos "standard input")'
 complete -c ipc-pipe -n '__ipc_pipe_at_arg relay 1' -a '(__ipc_pipe_fifos "standard output")'
+
+# wait (for a FIFO that may not exist yet: any path)
+complete -c ipc-pipe -n '__fish_seen_subcommand_from wait' -l reader -d 'Until some process holds it for reading'
+complete -c ipc-pipe -n '__fish_seen_subcommand_from wait' -l writer -d 'Until some process holds it for writing'
+complete -c ipc-pipe -n '__fish_seen_subcommand_from wait' -l empty -d 'Until nothing is queued in it'
+complete -c ipc-pipe -n '__fish_seen_subcommand_from wait' -l min-bytes -x -a '1 4K 64K' -d 'Until at least SIZE bytes are queued'
+complete -c ipc-pipe -n '__ipc_pipe_at_arg wait 0' -F -a '(__ipc_pipe_fifos "standard input")'
+
+# watch
+complete -c ipc-pipe -n '__fish_seen_subcommand_from watch' -s c -l count -x -d 'Stop after N changes (default: until interrupted)'
+complete -c ipc-pipe -n '__fish_seen_subcommand_from watch' -s t -l timeout -x -a '250ms 1s 5s inf 0' -d 'Stop watching after DUR (default inf)'
+complete -c ipc-pipe -n '__ipc_pipe_at_arg watch 0' -a '(__ipc_pipe_fifos "standard input")'

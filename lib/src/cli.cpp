@@ -81,6 +81,12 @@ bool quiet() { return g_output && g_output->quiet; }
 
 out::format format() { return g_output ? g_output->format() : out::format::text; }
 
+void report(const error& e) {
+    auto f = format();
+    report(e.what(), e.errno_value(), static_cast<int>(e.code()),
+           f == out::format::json || f == out::format::jsonl);
+}
+
 void warn(std::string_view message) {
     if (quiet()) return;
     std::fprintf(stderr, "%s: warning: %.*s\n", g_program.c_str(), static_cast<int>(message.size()),
@@ -100,6 +106,7 @@ stream::printer make_printer(const print_options& p) {
     o.jsonl = f == out::format::jsonl;
     o.delimiter = p.nul ? '\0' : '\n';
     o.no_delimiter = p.no_delimiter;
+    o.discard = quiet();
     return stream::printer(o);
 }
 

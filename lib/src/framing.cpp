@@ -115,6 +115,15 @@ bool reader::take_complete(result& out) {
                                              parse::human_size(max_)));
             return false;
         }
+        if (pos - start_ > max_) {
+            // Skip it, so that the stream stays usable for whoever handles the error.
+            std::size_t size = pos - start_;
+            start_ = pos + 1;
+            scan_ = start_;
+            compact();
+            throw data_error(fmt::format("message of {} bytes is over the maximum message size ({})", size,
+                                         parse::human_size(max_)));
+        }
         out.st = status::message;
         out.data.assign(buf_, start_, pos - start_);
         start_ = pos + 1;

@@ -81,10 +81,8 @@ holder_index index_holders(const std::function<bool(std::string_view)>& want) {
 
 bool anonymous_pipe_link(std::string_view t) { return t.starts_with("pipe:["); }
 
-bool maybe_fifo_link(std::string_view t) {
-    return !t.starts_with("pipe:") && !t.starts_with("socket:") && !t.starts_with("anon_inode:") &&
-           !t.starts_with("/dev/");
-}
+// A named FIFO's link is its path (FIFOs under /dev, such as /dev/shm, too).
+bool maybe_fifo_link(std::string_view t) { return t.starts_with("/"); }
 
 // Capacity and queued bytes through a descriptor of the pipe.
 bool read_figures(int fd, info& out) {
@@ -169,49 +167,63 @@ std::optional<proc_fd_path> parse_proc_fd(std::string_view s) {
     return proc_fd_path{static_cast<pid_t>(pid), static_cast<int>(fd)};
 }
 
-// A descriptor for the pipe a stat/set-capacity target names, without
-// opening a FIFO: our stdin, a borrowed descriptor, or a holder's.
-struct target_fd {
-    unique_fd fd;
-    std::string via;
+// The pipe a stat/set-capacity target names, found without opening a FIFO.
+struct target {
     struct stat st {};
     bool named = false;
+    std::optional<proc_fd_path> proc;  // /proc/PID/fd/N
+    bool own_stdin = false;             // "-"
 };
 
-target_fd resolve(std::string_view target, bool need_fd) {
-    target_fd out;
-    std::string name(target);
-    if (target == "-") {
+target resolve(std::string_view text) {
+    target out;
+    std::string name(text);
+    if (text == "-") {
         if (::fstat(STDIN_FILENO, &out.st) < 0) throw last_system_error("inspect", "", "standard input");
         if (!S_ISFIFO(out.st.st_mode)) throw not_a_fifo("standard input", out.st.st_mode);
-        out.fd.reset(::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0));
-        out.via = "own descriptor";
+        out.own_stdin = true;
+        char link[PATH_MAX];
+        ssize_t n = ::readlink("/proc/self/fd/0", link, sizeof link - 1);
+        out.named = n > 0 && link[0] == '/';
         return out;
     }
-    if (auto p = parse_proc_fd(target)) {
-        if (::stat(name.c_str(), &out.st) < 0) throw last_system_error("inspect", "", name);
-        if (!S_ISFIFO(out.st.st_mode)) throw not_a_fifo(name, out.st.st_mode);
+    out.proc = parse_proc_fd(text);
+    if (::stat(name.c_str(), &out.st) < 0)
+        throw last_system_error("inspect", out.proc ? "" : "FIFO", name);
+    if (!S_ISFIFO(out.st.st_mode)) throw not_a_fifo(name, out.st.st_mode);
+    if (out.proc) {
         char link[PATH_MAX];
         ssize_t n = ::readlink(name.c_str(), link, sizeof link - 1);
         out.named = n > 0 && link[0] == '/';
-        if (p->pid == ::getpid()) {
-            out.fd.reset(::fcntl(p->fd, F_DUPFD_CLOEXEC, 0));
-            out.via = "own descriptor";
-        } else {
-            try {
-                out.fd = proc::borrow_fd(p->pid, p->fd);
-                out.via = fmt::format("pid {} fd {}", p->pid, p->fd);
-            } catch (const error& e) {
-                if (need_fd) throw;
-                out.via = fmt::format("descriptor not borrowed ({})", std::strerror(e.errno_value()));
-            }
-        }
-        return out;
+    } else {
+        out.named = true;
     }
-    if (::stat(name.c_str(), &out.st) < 0) throw last_system_error("inspect", "FIFO", name);
-    if (!S_ISFIFO(out.st.st_mode)) throw not_a_fifo(name, out.st.st_mode);
-    out.named = true;
     return out;
+}
+
+// A descriptor of the target's pipe: our stdin itself, the named process's
+// descriptor, or any holder's. Taken after the holders were scanned, so our
+// own copy is never counted among them.
+std::optional<std::pair<unique_fd, std::string>> descriptor_for(const target& t,
+                                                                const std::vector<holder>& holders,
+                                                                std::string& why) {
+    if (t.own_stdin) {
+        unique_fd dup(::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0));
+        if (dup) return std::pair{std::move(dup), std::string("own descriptor")};
+    }
+    if (t.proc) {
+        if (t.proc->pid == ::getpid()) {
+            unique_fd dup(::fcntl(t.proc->fd, F_DUPFD_CLOEXEC, 0));
+            if (dup) return std::pair{std::move(dup), std::string("own descriptor")};
+        }
+        try {
+            auto fd = proc::borrow_fd(t.proc->pid, t.proc->fd);
+            return std::pair{std::move(fd), fmt::format("pid {} fd {}", t.proc->pid, t.proc->fd)};
+        } catch (const error&) {
+            // Fall back on the other holders.
+        }
+    }
+    return borrow_from(holders, why);
 }
 
 } // namespace
@@ -235,17 +247,42 @@ std::size_t info::writers() const {
                                                   [](const holder& h) { return h.end != end::read; }));
 }
 
-info stat(std::string_view target) {
-    auto t = resolve(target, false);
+info stat(std::string_view text) {
+    auto t = resolve(text);
     info out;
-    out.name = std::string(target);
+    out.name = std::string(text);
     out.named = t.named;
     fill_from_stat(out, t.st);
-    if (t.fd && read_figures(t.fd.get(), out)) out.figures_source = t.via;
     auto idx = index_holders(out.named ? maybe_fifo_link : anonymous_pipe_link);
-    finish_with_holders(out, idx);
-    if (!out.capacity_bytes && !t.via.empty() && !t.fd) out.figures_source = t.via;
+    auto it = idx.by_inode.find({out.device, out.inode});
+    if (it != idx.by_inode.end()) out.holders = it->second;
+    out.holders_complete = idx.complete;
+    std::string why;
+    if (auto fd = descriptor_for(t, out.holders, why)) {
+        if (read_figures(fd->first.get(), out)) out.figures_source = fd->second;
+        else out.figures_source = "the descriptor did not answer";
+    } else {
+        out.figures_source = why;
+        if (out.holders.empty() && out.holders_complete && out.named) out.queued_bytes = 0;
+    }
     return out;
+}
+
+bool meets(const info& i, const condition& c) {
+    if (c.reader && i.readers() == 0) return false;
+    if (c.writer && i.writers() == 0) return false;
+    if (c.empty && (!i.queued_bytes || *i.queued_bytes != 0)) return false;
+    if (c.min_bytes && (!i.queued_bytes || *i.queued_bytes < *c.min_bytes)) return false;
+    return true;
+}
+
+std::optional<info> try_stat(std::string_view target) {
+    try {
+        return stat(target);
+    } catch (const error& e) {
+        if (e.errno_value() == ENOENT) return std::nullopt;
+        throw;
+    }
 }
 
 std::vector<info> list_fifos(const std::string& dir, bool recursive) {
@@ -325,10 +362,11 @@ void create(const std::string& path, mode_t mode) {
     }
 }
 
-void remove(const std::string& path) {
+void remove(const std::string& path, bool dry_run) {
     struct stat st {};
     if (::lstat(path.c_str(), &st) < 0) throw last_system_error("remove", "FIFO", path);
     if (!S_ISFIFO(st.st_mode)) throw not_a_fifo(path, st.st_mode);
+    if (dry_run) return;
     if (::unlink(path.c_str()) < 0) throw last_system_error("remove", "FIFO", path);
 }
 
@@ -339,30 +377,28 @@ std::uint64_t max_size() {
     return v;
 }
 
-capacity_change set_capacity(std::string_view target, std::uint64_t bytes) {
-    auto t = resolve(target, true);
-    if (!t.fd) {
-        auto idx = index_holders(t.named ? maybe_fifo_link : anonymous_pipe_link);
-        auto it = idx.by_inode.find({t.st.st_dev, t.st.st_ino});
-        std::string why;
-        std::vector<holder> none;
-        auto borrowed = borrow_from(it == idx.by_inode.end() ? none : it->second, why);
-        if (!borrowed)
-            throw error(it == idx.by_inode.end() ? exit_code::no_object : exit_code::no_perm,
-                        fmt::format("cannot set the capacity of '{}': {}", target, why));
-        t.fd = std::move(borrowed->first);
-        t.via = borrowed->second;
-    }
+capacity_change set_capacity(std::string_view text, std::uint64_t bytes) {
+    auto t = resolve(text);
+    std::string target(text);
+    auto idx = index_holders(t.named ? maybe_fifo_link : anonymous_pipe_link);
+    auto it = idx.by_inode.find({t.st.st_dev, t.st.st_ino});
+    std::vector<holder> none;
+    std::string why;
+    auto fd = descriptor_for(t, it == idx.by_inode.end() ? none : it->second, why);
+    if (!fd)
+        throw error(it == idx.by_inode.end() ? exit_code::no_object : exit_code::no_perm,
+                    fmt::format("cannot set the capacity of '{}': {}", target, why));
+    unique_fd& pipe_fd = fd->first;
     capacity_change c;
-    c.name = std::string(target);
+    c.name = target;
     c.requested = bytes;
-    c.via = t.via;
-    int before = ::fcntl(t.fd.get(), F_GETPIPE_SZ);
+    c.via = fd->second;
+    int before = ::fcntl(pipe_fd.get(), F_GETPIPE_SZ);
     c.previous = before > 0 ? static_cast<std::uint64_t>(before) : 0;
     if (bytes > INT_MAX)
         throw data_error(fmt::format("cannot set the capacity of '{}' to {}: larger than the kernel accepts",
                                      target, parse::human_size(bytes)));
-    int r = ::fcntl(t.fd.get(), F_SETPIPE_SZ, static_cast<int>(bytes));
+    int r = ::fcntl(pipe_fd.get(), F_SETPIPE_SZ, static_cast<int>(bytes));
     if (r < 0) {
         int err = errno;
         if (err == EPERM)
@@ -375,8 +411,6 @@ capacity_change set_capacity(std::string_view target, std::uint64_t bytes) {
             throw temp_failure(fmt::format("cannot set the capacity of '{}' to {}: more than that is queued",
                                            target, parse::human_size(bytes)),
                                err);
-        if (err == EINVAL && bytes == 0)
-            throw data_error(fmt::format("cannot set the capacity of '{}' to 0", target));
         throw system_error(err, fmt::format("set the capacity of '{}'", target));
     }
     c.granted = static_cast<std::uint64_t>(r);

@@ -99,6 +99,7 @@ std::optional<message> input::next() {
 
 void printer::print(const message& m, std::optional<std::uint64_t> seq,
                     std::optional<std::int64_t> timestamp_ns) {
+    if (opts_.discard) return;
     auto& out = out::stdout_stream();
     if (opts_.jsonl) {
         out.write(to_record(m, seq, timestamp_ns).dump(-1, ' ', false, json::error_handler_t::replace));

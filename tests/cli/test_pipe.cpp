@@ -98,7 +98,9 @@ TEST_CASE("usage errors: one line, a hint, status 64", "[pipe][usage]") {
              {}, {"frobnicate"}, {"recv"}, {"recv", "/tmp/x", "--bogus"}, {"recv", "/tmp/x", "--count", "many"},
              {"recv", "/tmp/x", "--timeout", "soon"}, {"send", "/tmp/x", "--max-msg-size", "12Q", "m"},
              {"create", "/tmp/x", "--mode", "999"}, {"stat", "/tmp/x", "-o", "yaml"},
-             {"set-capacity", "-", "lots"}, {"recv", "/tmp/x", "-0", "--framed"}}) {
+             {"set-capacity", "-", "lots"}, {"recv", "/tmp/x", "-0", "--framed"},
+             {"recv", "/tmp/x", "-0", "--whole"}, {"recv", "/tmp/x", "--framed", "--whole"},
+             {"send", "/tmp/x", "-0", "--framed", "m"}, {"send", "/tmp/x", "--whole", "m"}}) {
         CAPTURE(args);
         auto r = ipc(args);
         CHECK(r.status == 64);
@@ -252,7 +254,7 @@ TEST_CASE("a message the wire cannot carry is refused whole, nothing sent", "[pi
         auto r = ipc({"send", fifo, "ok", "bad\nmessage"});
         CHECK(r.status == 65);
         CHECK(r.err.find("--framed") != std::string::npos);
-        CHECK(stat_json(fifo)["queued_bytes"] == 3);  // only "ok\n"
+        CHECK(stat_json(fifo)["queued_bytes"] == 0);  // checked before anything was sent
     }
     SECTION("over --max-msg-size") {
         auto r = ipc({"send", fifo, "--max-msg-size", "10", "12345678901"});
@@ -508,7 +510,7 @@ TEST_CASE("stat never disturbs: a writer blocked in open stays blocked", "[pipe]
 TEST_CASE("stat of our stdin, of /proc/PID/fd/N, and errors", "[pipe][stat]") {
     SECTION("- : the pipe on stdin, with its queued bytes") {
         auto c = start({"stat", "-", "--json"}, std::string("hello"), true);
-        auto r = c.wait();
+        auto r = c.wait(20s, true);
         REQUIRE(r.status == 0);
         auto s = parse_json(r.out)["pipes"][0];
         CHECK(s["kind"] == "pipe");
@@ -739,4 +741,227 @@ TEST_CASE("relay: FIFO to stdout and stdin to FIFO, byte for byte", "[pipe][rela
     SECTION("a FIFO with no writer times out") {
         CHECK(ipc({"relay", fifo, "-t", "200ms"}).status == 75);
     }
+}
+
+TEST_CASE("recv enforces --max-msg-size on complete messages too", "[pipe][recv]") {
+    auto r = ipc({"recv", "--max-msg-size", "4", "-"}, std::string("123456789\n"));
+    CHECK(r.status == 65);
+    CHECK(r.out.empty());
+    CHECK(r.err.find("over the maximum message size") != std::string::npos);
+    CHECK(ipc({"recv", "--max-msg-size", "4", "-"}, std::string("1234\n")).out == "1234\n");
+}
+
+TEST_CASE("a message the wire cannot carry fails at once, before waiting for a reader", "[pipe][send]") {
+    temp_dir dir;
+    auto fifo = make_fifo(dir);
+    auto r = ipc({"send", fifo, "a\nb"}, std::nullopt, 10s);
+    CHECK(r.status == 65);
+}
+
+TEST_CASE("recv -q takes messages and prints nothing", "[pipe][recv]") {
+    auto r = ipc({"recv", "-q", "--count", "2", "-"}, std::string("a\nb\nc\n"));
+    CHECK(r.status == 0);
+    CHECK(r.out.empty());
+}
+
+TEST_CASE("send - writes the wire format to stdout, with no summary mixed in", "[pipe][send]") {
+    auto r = ipc({"send", "--framed", "-", "hi", "--json"});
+    CHECK(r.status == 0);
+    CHECK(r.out == std::string("\0\0\0\2hi", 6));
+}
+
+TEST_CASE("holders: exact counts, FIFOs under /dev/shm too", "[pipe][stat]") {
+    SECTION("stat - counts ipc-pipe's stdin once and the writer once") {
+        auto c = start({"stat", "-", "--json"}, std::string("x"), true);
+        auto r = c.wait(20s, true);
+        REQUIRE(r.status == 0);
+        auto s = parse_json(r.out)["pipes"][0];
+        CHECK(s["readers"] == 1);
+        CHECK(s["writers"] == 1);
+    }
+    SECTION("/proc/PID/fd/N does not count ipc-pipe's borrowed copy") {
+        child sleeper({"sleep", "60"}, std::nullopt, true);
+        auto s = stat_json("/proc/" + std::to_string(sleeper.pid()) + "/fd/0");
+        CHECK(s["readers"] == 1);
+        CHECK(s["writers"] == 1);
+    }
+    SECTION("/dev/shm") {
+        std::string fifo = "/dev/shm/" + testing::unique_name("ipc-pipe-test");
+        REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+        struct cleanup {
+            std::string p;
+            ~cleanup() { ::unlink(p.c_str()); }
+        } guard{fifo};
+        auto holder = hold_open(fifo);
+        REQUIRE(testing::eventually([&] { return stat_json(fifo)["readers"] == 1; }));
+        CHECK(stat_json(fifo)["capacity_bytes"] == 65536);
+    }
+}
+
+TEST_CASE("relay into stdout ends with 0 when stdout's reader leaves", "[pipe][relay][epipe]") {
+    auto b = testing::run({"bash", "-c", "yes | '" + bin + "' relay - | head -c 1 >/dev/null; echo \"${PIPESTATUS[1]}\""},
+                          std::nullopt, 30s);
+    CHECK(b.out == "0\n");
+}
+
+TEST_CASE("create and rm carry on past a failing path; --json errors are JSON", "[pipe][create][rm]") {
+    temp_dir dir;
+    auto exists = make_fifo(dir, "exists");
+    auto r = ipc({"create", dir / "a", exists, dir / "b", "--json"});
+    CHECK(r.status == 73);
+    CHECK(::access((dir / "a").c_str(), F_OK) == 0);
+    CHECK(::access((dir / "b").c_str(), F_OK) == 0);
+    CHECK(parse_json(r.out)["pipes"].size() == 2);
+    CHECK(parse_json(r.err)["error"]["exit_status"] == 73);
+
+    std::string link = dir / "link";
+    REQUIRE(::symlink(exists.c_str(), link.c_str()) == 0);
+    auto dry = ipc({"rm", "--dry-run", link});
+    CHECK(dry.status == 65);
+    auto rm = ipc({"rm", dir / "a", dir / "missing", dir / "b"});
+    CHECK(rm.status == 66);
+    CHECK(::access((dir / "b").c_str(), F_OK) != 0);
+}
+
+TEST_CASE("wait: until a FIFO exists, has a reader, holds data; 75 on timeout", "[pipe][wait]") {
+    temp_dir dir;
+    std::string fifo = dir / "later";
+    SECTION("exists") {
+        auto waiter = start({"wait", fifo, "-t", "10s"});
+        std::this_thread::sleep_for(150ms);
+        REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+        auto r = waiter.wait();
+        CHECK(r.status == 0);
+        CHECK(r.out.empty());
+    }
+    SECTION("a reader, then data, without disturbing the writer") {
+        REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+        CHECK(ipc({"wait", fifo, "--reader", "-t", "200ms"}).status == 75);
+        auto holder = hold_open(fifo);
+        auto r = ipc({"wait", fifo, "--reader", "-t", "10s", "--json"});
+        CHECK(r.status == 0);
+        CHECK(parse_json(r.out)["pipes"][0]["readers"] == 1);
+        CHECK(ipc({"wait", fifo, "--empty", "-n"}).status == 0);
+        CHECK(ipc({"wait", fifo, "--min-bytes", "4", "-n"}).status == 75);
+        CHECK(ipc({"send", fifo, "abc"}).status == 0);
+        CHECK(ipc({"wait", fifo, "--min-bytes", "4", "-t", "10s"}).status == 0);
+        CHECK(ipc({"wait", fifo, "--empty", "-t", "100ms"}).status == 75);
+    }
+    SECTION("bad interval is a usage error") {
+        CHECK(ipc({"wait", fifo, "--interval", "0"}).status == 64);
+    }
+}
+
+TEST_CASE("watch: one JSON Lines record per change", "[pipe][watch]") {
+    temp_dir dir;
+    auto fifo = make_fifo(dir);
+    auto watcher = start({"watch", fifo, "-o", "jsonl", "--interval", "20ms", "--count", "2", "-t", "20s"});
+    REQUIRE(watcher.read_stdout(1).size() > 0);  // the first record: the state now
+    auto holder = hold_open(fifo);                // a change: a reader and a writer
+    auto r = watcher.wait(30s);
+    CHECK(r.status == 0);
+    auto lines = parse_lines(r.out);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0]["seq"] == 1);
+    CHECK(lines[0]["readers"] == 0);
+    CHECK(lines[1]["seq"] == 2);
+    CHECK(lines[1]["readers"] == 1);
+    CHECK(lines[1]["writers"] == 1);
+    CHECK(lines[1]["timestamp_ns"].is_number_integer());
+}
+
+// The pipe column of the MECHANISMS COMPARED table in ipc(7), cell by cell.
+
+TEST_CASE("ipc(7) pipe addressing: a path, or an inherited descriptor", "[ipc7]") {
+    temp_dir dir;
+    auto fifo = make_fifo(dir);
+    auto reader = start({"recv", fifo});
+    CHECK(ipc({"send", fifo, "by path"}).status == 0);
+    CHECK(reader.wait().out == "by path\n");
+    auto inherited = testing::sh("printf 'by descriptor\\n' | '" + bin + "' recv -");
+    CHECK(inherited.out == "by descriptor\n");
+}
+
+TEST_CASE("ipc(7) pipe maximum message size: framed messages up to --max-msg-size, 64 MiB by default", "[ipc7]") {
+    // A header announcing 64 MiB + 1 is refused before any payload is read.
+    std::string header("\x04\x00\x00\x01", 4);
+    auto over = ipc({"recv", "--framed", "-"}, header);
+    CHECK(over.status == 65);
+    // 64 MiB exactly is accepted: the stream then ends inside it (torn), also 65,
+    // but with the torn-message error rather than the size error.
+    std::string exact("\x04\x00\x00\x00", 4);
+    auto at = ipc({"recv", "--framed", "-"}, exact);
+    CHECK(at.status == 65);
+    CHECK(at.err.find("ended inside") != std::string::npos);
+}
+
+TEST_CASE("ipc(7) pipe capacity: 64 KiB by default, up to pipe-max-size unprivileged", "[ipc7]") {
+    auto dflt = ipc({"stat", "-", "--json"}, std::string("x"));
+    REQUIRE(dflt.status == 0);
+    CHECK(parse_json(dflt.out)["pipes"][0]["capacity_bytes"] == 65536);
+    std::uint64_t max = 0;
+    std::ifstream("/proc/sys/fs/pipe-max-size") >> max;
+    REQUIRE(max > 0);
+    auto unpriv = [&](std::uint64_t size) {
+        return testing::sh("printf x | setpriv --bounding-set=-sys_resource,-sys_admin '" + bin +
+                           "' set-capacity - " + std::to_string(size));
+    };
+    CHECK(unpriv(max).status == 0);
+    CHECK(unpriv(max * 2).status == 77);
+}
+
+TEST_CASE("ipc(7) pipe storage and reliability: kept while held, lost when the last holder closes", "[ipc7]") {
+    temp_dir dir;
+    auto fifo = make_fifo(dir);
+    {
+        auto holder = hold_open(fifo);
+        REQUIRE(testing::eventually([&] { return stat_json(fifo)["readers"] == 1; }));
+        CHECK(ipc({"send", fifo, "kept"}).status == 0);
+        CHECK(stat_json(fifo)["queued_bytes"] == 5);
+        auto r = ipc({"recv", fifo, "-t", "5s"});  // while held, nothing is lost
+        CHECK(r.out == "kept\n");
+        CHECK(ipc({"send", fifo, "lost"}).status == 0);
+        holder.kill(SIGKILL);
+        holder.wait();
+    }
+    CHECK(stat_json(fifo)["queued_bytes"] == 0);
+    CHECK(ipc({"recv", fifo, "-t", "200ms"}).status == 75);
+}
+
+TEST_CASE("ipc(7) pipe ordering: messages arrive in the order written, none lost", "[ipc7]") {
+    temp_dir dir;
+    auto fifo = make_fifo(dir);
+    std::string input, expected;
+    for (int i = 0; i < 20000; ++i) input += std::to_string(i) + "\n";
+    auto reader = start({"recv", fifo, "--count", "20000"});
+    CHECK(ipc({"send", fifo}, input).status == 0);
+    auto r = reader.wait(60s);
+    CHECK(r.status == 0);
+    CHECK(r.out == input);
+}
+
+TEST_CASE("ipc(7) pipe blocking: full blocks the writer, empty the reader, non-blocking is 75", "[ipc7]") {
+    temp_dir dir;
+    auto fifo = make_fifo(dir);
+    auto holder = hold_open(fifo);
+    REQUIRE(testing::eventually([&] { return stat_json(fifo)["readers"] == 1; }));
+    CHECK(ipc({"recv", fifo, "-n"}).status == 75);  // empty
+    std::string fill;
+    for (int i = 0; i < 70000; ++i) fill += "x\n";
+    auto blocked = start({"send", fifo}, fill);
+    std::this_thread::sleep_for(200ms);
+    CHECK(::waitpid(blocked.pid(), nullptr, WNOHANG) == 0);  // still blocked: the pipe is full
+    CHECK(stat_json(fifo)["queued_bytes"] == 65536);
+    CHECK(ipc({"send", fifo, "-n", "more"}).status == 75);
+    auto drain = ipc({"recv", fifo, "--count", "70000", "-q"}, std::nullopt, 60s);
+    CHECK(drain.status == 0);
+    CHECK(blocked.wait().status == 0);
+}
+
+TEST_CASE("ipc(7) pipe sender identity: none recorded", "[ipc7]") {
+    auto r = ipc({"recv", "-", "-o", "jsonl"}, std::string("who\n"));
+    REQUIRE(r.status == 0);
+    auto rec = parse_json(r.out);
+    CHECK_FALSE(rec.contains("sender"));
+    CHECK(rec["data"] == "who");
 }

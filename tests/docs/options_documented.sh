@@ -35,7 +35,8 @@ for verb in $verbs; do
     for opt in $opts; do
         long=${opt#--}
         grep -q -- "$opt" "$man" || problem "$name $verb: $opt missing from $man"
-        grep -q -- "$opt" "$roff" || grep -q -- "\\\\-\\\\-$long" "$roff" ||
+        # ronn escapes every hyphen of an option in the roff: \-\-max\-msg\-size.
+        grep -qF -- "$opt" "$roff" || grep -qF -- "$(printf '%s' "$opt" | sed 's/-/\\-/g')" "$roff" ||
             problem "$name $verb: $opt missing from $roff (run make man)"
         grep -q -- "$opt" "$bash_c" || problem "$name $verb: $opt missing from $bash_c"
         grep -q -- "$opt" "$zsh_c" || problem "$name $verb: $opt missing from $zsh_c"

@@ -135,8 +135,8 @@ std::string child::read_stdout(std::size_t n, std::chrono::milliseconds limit) {
     return out_buf_;
 }
 
-outcome child::wait(std::chrono::milliseconds limit) {
-    close_stdin();
+outcome child::wait(std::chrono::milliseconds limit, bool keep_stdin) {
+    if (!keep_stdin) close_stdin();
     auto end = std::chrono::steady_clock::now() + limit;
     bool killed = false;
     while (!reaped_) {

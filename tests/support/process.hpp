@@ -37,7 +37,8 @@ public:
     void close_stdin();
     void kill(int sig);
     /// Waits for exit, collecting output; kills it (SIGKILL) after `limit`.
-    outcome wait(std::chrono::milliseconds limit = std::chrono::seconds(20));
+    /// Closes the child's stdin first unless keep_stdin.
+    outcome wait(std::chrono::milliseconds limit = std::chrono::seconds(20), bool keep_stdin = false);
     /// Reads stdout until it holds at least n bytes or limit passes.
     std::string read_stdout(std::size_t n, std::chrono::milliseconds limit = std::chrono::seconds(10));
 

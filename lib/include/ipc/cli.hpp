@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ipc/error.hpp"
 #include "ipc/fd.hpp"
 #include "ipc/output.hpp"
 #include "ipc/stream.hpp"
@@ -96,6 +97,10 @@ bool quiet();
 
 /// The chosen output format.
 out::format format();
+
+/// Reports an error on stderr as the run wrapper does (one line, or the JSON
+/// error object with --json/-o jsonl), for verbs that carry on past one.
+void report(const error& e);
 
 /// "ipc-X: warning: MSG" on stderr, unless --quiet.
 void warn(std::string_view message);

@@ -57,6 +57,20 @@ struct info {
 /// SIGPIPE. A figure it cannot read is left unknown.
 info stat(std::string_view target);
 
+/// What `wait` waits for. All that are set must hold; none set: the FIFO exists.
+struct condition {
+    bool reader = false;                      ///< some process holds a read end
+    bool writer = false;                      ///< some process holds a write end
+    bool empty = false;                       ///< nothing queued (and that is known)
+    std::optional<std::uint64_t> min_bytes;   ///< at least this much queued
+};
+
+/// Whether a pipe described by `i` meets `c`.
+bool meets(const info& i, const condition& c);
+
+/// stat, or nullopt when the path does not exist (yet, or any more).
+std::optional<info> try_stat(std::string_view target);
+
 /// FIFOs in dir (recursively when asked), with their holders.
 std::vector<info> list_fifos(const std::string& dir, bool recursive);
 
@@ -67,8 +81,9 @@ std::vector<info> list_pipes(std::optional<pid_t> pid);
 /// mkfifo with exactly `mode` (the umask does not apply).
 void create(const std::string& path, mode_t mode);
 
-/// Removes a FIFO; refuses anything else, symbolic links included.
-void remove(const std::string& path);
+/// Removes a FIFO; refuses anything else, symbolic links included. With
+/// dry_run, makes the same checks and removes nothing.
+void remove(const std::string& path, bool dry_run = false);
 
 struct capacity_change {
     std::string name;

@@ -59,6 +59,7 @@ struct printer_options {
     bool jsonl = false;
     char delimiter = '\n';
     bool no_delimiter = false;
+    bool discard = false;  ///< -q: take messages, print nothing
 };
 
 class printer {
