@@ -965,3 +965,15 @@ TEST_CASE("ipc(7) pipe sender identity: none recorded", "[ipc7]") {
     CHECK_FALSE(rec.contains("sender"));
     CHECK(rec["data"] == "who");
 }
+
+TEST_CASE("other operating-system errors are 71", "[pipe][status]") {
+    temp_dir dir;
+    auto fifo = make_fifo(dir);
+    auto holder = hold_open(fifo);
+    REQUIRE(testing::eventually([&] { return stat_json(fifo)["readers"] == 1; }));
+    CHECK(ipc({"send", fifo, "x"}).status == 0);
+    // One descriptor to spare: the FIFO opens, the peek pipe cannot (EMFILE).
+    auto r = testing::sh("ulimit -n 4; exec '" + bin + "' recv '" + fifo + "'");
+    CHECK(r.status == 71);
+    CHECK(r.err.find("Too many open files") != std::string::npos);
+}
