@@ -67,6 +67,9 @@ child::child(std::vector<std::string> argv, std::optional<std::string> stdin_dat
         ::dup2(in[0], 0);
         ::dup2(out_, 1);
         ::dup2(err_, 2);
+        // Only 0, 1 and 2: nothing the test runner inherited (from CTest,
+        // make's jobserver...) leaks into the program under test.
+        ::close_range(3, ~0U, 0);
         ::signal(SIGPIPE, SIG_DFL);
         sigset_t none;
         sigemptyset(&none);
