@@ -134,6 +134,7 @@ CLI::App* app::verb(const std::string& name, const std::string& description, han
 
 void app::add_wait(CLI::App* verb, wait_options& w, const std::string& default_timeout) {
     w.timeout = default_timeout;
+    waits_.emplace_back(verb, &w);
     verb->add_option("-t,--timeout", w.timeout,
                      fmt::format("How long one wait may last: 250ms, 2s, 1m, 0, inf (default {})",
                                  default_timeout))
@@ -210,6 +211,9 @@ int app::run(int argc, char** argv) noexcept {
     try {
         // The format is checked before anything is done, so a bad -o fails cleanly.
         as_json = out_.format() == out::format::json || out_.format() == out::format::jsonl;
+        // A bad --timeout is a usage error before anything is opened.
+        for (auto& [sub, w] : waits_)
+            if (sub->parsed()) (void)w->value();
         for (auto& [sub, h] : handlers_)
             if (sub->parsed()) status = h();
         out::stdout_stream().close();

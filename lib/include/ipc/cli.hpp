@@ -86,6 +86,7 @@ private:
     std::string name_;
     std::unique_ptr<CLI::App> root_;
     std::vector<std::pair<CLI::App*, handler>> handlers_;
+    std::vector<std::pair<CLI::App*, wait_options*>> waits_;
     output_options out_;
 };
 
