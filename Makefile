@@ -12,7 +12,7 @@ CTEST_ARGS ?=
 
 CONFIGURE = cmake -S . -B $(1) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DIPC_WERROR=$(WERROR) $(CMAKE_ARGS) $(2) >/dev/null
 
-.PHONY: all deps build test demo install man sanitize tsan bench bench-pipe clean distclean
+.PHONY: all deps build test demo install man sanitize tsan bench bench-pipe bench-mq clean distclean
 
 all: build
 
@@ -52,16 +52,24 @@ tsan: deps
 	cd $(BUILD)-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 # Benchmarks are not tests: ratios against a baseline measured in the same run.
-bench: bench-pipe
+bench: bench-pipe bench-mq
 
 bench-pipe: build
 	@tools/deps.sh bench
 	@bench/pipe-relay.sh $(BUILD)
 
+bench-mq: build
+	@tools/deps.sh bench
+	@bench/mq-throughput.sh $(BUILD)
+
 clean:
 	cmake --build $(BUILD) --target clean
 
-distclean:
+distbench-mq: build
+	@tools/deps.sh bench
+	@bench/mq-throughput.sh $(BUILD)
+
+clean:
 	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan
 
 , := ,

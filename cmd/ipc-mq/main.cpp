@@ -23,6 +23,7 @@ constexpr const char* kind = "queues";
 struct options {
     std::vector<std::string> names;
     std::string name;  // verbs that take one queue
+    bool name_given = false;
     std::string key, id;
     bool sysv = false;
     std::string mode = "0600";
@@ -112,7 +113,7 @@ struct target {
 };
 
 target select_one(options o) {
-    if (!o.name.empty()) o.names.insert(o.names.begin(), o.name);
+    if (o.name_given) o.names.insert(o.names.begin(), o.name);
     bool by_sysv = !o.key.empty() || !o.id.empty();
     if (by_sysv && !o.names.empty()) throw usage_error("give a queue NAME or --key/--id, not both");
     if (!o.key.empty() && !o.id.empty()) throw usage_error("give --key or --id, not both");
@@ -124,6 +125,20 @@ target select_one(options o) {
     }
     if (o.names.size() != 1) throw usage_error(o.names.empty() ? "missing queue NAME (or --key/--id)" : "give one queue");
     return target{parse::posix_name(o.names[0]), std::nullopt};
+}
+
+// An object owned by another user is not trusted without saying so.
+void warn_if_foreign(const target& t, const std::optional<mq::posix_queue>& pq, int sid) {
+    uid_t owner;
+    try {
+        owner = t.name ? pq->owner() : mq::sysv_stat(sid).uid;
+    } catch (const error&) {
+        return;  // not allowed to look (write-only): nothing to say
+    }
+    if (owner != ::geteuid())
+        cli::warn(fmt::format("{} belongs to another user ({})",
+                              t.name ? fmt::format("queue '{}'", *t.name) : fmt::format("System V queue {}", sid),
+                              user_name(owner)));
 }
 
 std::chrono::nanoseconds interval_of(const options& o) {
@@ -139,7 +154,10 @@ int do_create(const options& o) {
         if (o.max_msgs || !o.max_msg_size.empty())
             throw usage_error("System V queues take --max-bytes, not --max-msgs or --max-msg-size");
         auto cap = o.max_bytes.empty() ? 0 : parse::size(o.max_bytes);
-        int id = mq::sysv_create(parse::sysv_key(o.key), m, o.exclusive, cap);
+        bool created = false;
+        int id = mq::sysv_create(parse::sysv_key(o.key), m, o.exclusive, cap, &created);
+        if (!created)
+            cli::warn(fmt::format("System V queue {} exists; its capacity and mode are unchanged", id));
         cli::emit(kind, std::vector{to_record(mq::sysv_stat(id))});
         return 0;
     }
@@ -153,12 +171,15 @@ int do_create(const options& o) {
         msg_size = static_cast<long>(s);
     }
     if (o.max_msgs > INT32_MAX) throw usage_error("invalid --max-msgs: too large");
+    std::vector<std::string> names;  // all checked before the first is made
+    for (const auto& n : o.names) names.push_back(parse::posix_name(n));
     std::vector<out::record> records;
     int status = 0;
-    for (const auto& n : o.names) {
+    for (const auto& name : names) {
         try {
-            auto name = parse::posix_name(n);
             auto q = mq::posix_queue::create(name, static_cast<long>(o.max_msgs), msg_size, m, o.exclusive);
+            if (!q.created())
+                cli::warn(fmt::format("queue '{}' exists; its capacity, message size and mode are unchanged", name));
             records.push_back(to_record(mq::posix_stat(name)));
         } catch (const error& e) {
             if (e.code() == exit_code::usage) throw;
@@ -177,13 +198,16 @@ struct outgoing {
     long type;
 };
 
-outgoing outgoing_of(stream::message&& m, const options& o) {
+outgoing outgoing_of(stream::message&& m, const options& o, bool posix) {
     outgoing out{std::move(m.data), o.priority, o.type_set ? o.type : 1};
-    if (auto p = m.meta.find("priority"); p != m.meta.end() && !o.priority_set) {
-        if (!p->is_number_unsigned()) throw data_error("\"priority\" must be a non-negative integer");
+    // A record's priority (POSIX) or type (System V) is kept unless -p/-T says otherwise.
+    if (auto p = m.meta.find("priority"); posix && p != m.meta.end() && !o.priority_set) {
+        long prio_max = ::sysconf(_SC_MQ_PRIO_MAX);
+        if (!p->is_number_unsigned() || p->get<std::uint64_t>() >= static_cast<std::uint64_t>(prio_max))
+            throw data_error(fmt::format("\"priority\" must be an integer from 0 to {}", prio_max - 1));
         out.priority = p->get<unsigned>();
     }
-    if (auto t = m.meta.find("type"); t != m.meta.end() && !o.type_set) {
+    if (auto t = m.meta.find("type"); !posix && t != m.meta.end() && !o.type_set) {
         if (!t->is_number_integer() || t->get<long>() <= 0) throw data_error("\"type\" must be an integer above 0");
         out.type = t->get<long>();
     }
@@ -192,12 +216,13 @@ outgoing outgoing_of(stream::message&& m, const options& o) {
 
 int do_send(options o) {
     // With --key/--id every operand is a message.
-    if ((!o.key.empty() || !o.id.empty()) && !o.name.empty()) {
+    if ((!o.key.empty() || !o.id.empty()) && o.name_given) {
         o.messages.insert(o.messages.begin(), o.name);
         o.name.clear();
+        o.name_given = false;
     }
     auto t = select_one(o);
-    if (!o.messages.empty() && (!o.input.file.empty() || o.input.whole || o.input.jsonl))
+    if (!o.messages.empty() && (!o.input.file.empty() || o.input.whole || o.input.jsonl || o.input.nul))
         throw usage_error("give messages as arguments or on stdin, not both");
     if (t.name && o.type_set) throw usage_error("--type is for System V queues (--key/--id)");
     if (t.sysv && o.priority_set) throw usage_error("--priority is for POSIX queues; System V queues have --type");
@@ -207,6 +232,7 @@ int do_send(options o) {
     int sid = -1;
     if (t.name) pq = mq::posix_queue::open(*t.name, mq::posix_queue::access::write);
     else sid = mq::sysv_resolve(*t.sysv);
+    warn_if_foreign(t, pq, sid);
     std::string label = t.name ? fmt::format("queue '{}'", *t.name) : fmt::format("System V queue {}", t.sysv->str());
     // The size limit is the queue's own; stdin records are held to it too.
     std::size_t max = t.name ? static_cast<std::size_t>(pq->attributes().mq_msgsize)
@@ -231,7 +257,7 @@ int do_send(options o) {
                             fmt::format("message of {} bytes is over the message size of {} ({} bytes); nothing sent",
                                         m.size(), label, max),
                             EMSGSIZE);
-        for (const auto& m : o.messages) send_one(outgoing_of(stream::message{m, {}}, o));
+        for (const auto& m : o.messages) send_one(outgoing_of(stream::message{m, {}}, o, t.name.has_value()));
     } else {
         unique_fd file;
         int in = STDIN_FILENO;
@@ -241,8 +267,17 @@ int do_send(options o) {
             in = file.get();
         }
         // Lines longer than any message can be are refused by the reader itself.
-        stream::input input(in, o.input.mode(), std::max<std::size_t>(max, 1) + 1);
-        while (auto m = input.next()) send_one(outgoing_of(std::move(*m), o));
+        stream::input input(in, o.input.mode(), std::max<std::size_t>(max, 1));
+        std::uint64_t line = 0;
+        while (auto m = input.next()) {
+            ++line;
+            try {
+                send_one(outgoing_of(std::move(*m), o, t.name.has_value()));
+            } catch (const error& e) {
+                if (e.code() != exit_code::data || !o.input.jsonl) throw;
+                throw error(e.code(), fmt::format("record {}: {}", line, e.what()), e.errno_value());
+            }
+        }
     }
     if (cli::format() != out::format::text) {
         out::record r;
@@ -261,19 +296,31 @@ int do_recv(const options& o) {
     int sid = -1;
     if (t.name) pq = mq::posix_queue::open(*t.name, mq::posix_queue::access::read);
     else sid = mq::sysv_resolve(*t.sysv);
+    warn_if_foreign(t, pq, sid);
 
     std::uint64_t got = 0;
     const std::uint64_t want = o.count;
-    bool unlimited = o.follow || (o.drain && !o.count_set);
+    // --follow keeps taking, up to --count when one is given.
+    bool unlimited = (o.follow || o.drain) && !o.count_set;
     while (unlimited || got < want) {
-        // --drain takes what is there now and never waits.
-        auto until = o.drain ? deadline::after(std::chrono::nanoseconds(0)) : o.wait.deadline();
-        std::optional<mq::message> m = t.name ? pq->receive(until) : mq::sysv_receive(sid, o.type, until);
+        auto take = [&](const deadline& until) {
+            return t.name ? pq->receive(until) : mq::sysv_receive(sid, o.type, until);
+        };
+        // --drain takes what is there now and never waits. Otherwise what was
+        // printed is flushed only when the next message is not there yet, so
+        // a stream costs no write per message and a reader still sees each
+        // message as soon as the queue runs dry.
+        auto now = deadline::after(std::chrono::nanoseconds(0));
+        std::optional<mq::message> m = take(now);
+        if (!m && !o.drain) {
+            printer.flush();
+            m = take(o.wait.deadline());
+        }
         if (!m) {
             printer.flush();
             if (o.drain) return 0;
             if (got == 0) throw temp_failure("no message within the timeout", ETIMEDOUT);
-            if (o.follow) return static_cast<int>(exit_code::temp_fail);
+            if (unlimited) return static_cast<int>(exit_code::temp_fail);
             throw temp_failure(fmt::format("timed out after {} of {} messages", got, want), ETIMEDOUT);
         }
         ++got;
@@ -281,7 +328,6 @@ int do_recv(const options& o) {
         if (t.name) sm.meta["priority"] = m->priority;
         else sm.meta["type"] = m->type;
         printer.print(sm, got, stream::now_ns());
-        if (o.follow) printer.flush();
     }
     return 0;
 }
@@ -293,7 +339,19 @@ int do_stat(const options& o) {
         records.push_back(to_full_record(mq::sysv_stat(mq::sysv_resolve(*t.sysv))));
     } else {
         if (o.names.empty()) throw usage_error("missing queue NAME (or --key/--id)");
-        for (const auto& n : o.names) records.push_back(to_full_record(mq::posix_stat(parse::posix_name(n))));
+        std::vector<std::string> names;
+        for (const auto& n : o.names) names.push_back(parse::posix_name(n));
+        int status = 0;
+        for (const auto& name : names) {
+            try {
+                records.push_back(to_full_record(mq::posix_stat(name)));
+            } catch (const error& e) {
+                cli::report(e);
+                if (status == 0) status = static_cast<int>(e.code());
+            }
+        }
+        cli::emit(kind, records, out::layout::list);
+        return status;
     }
     cli::emit(kind, records, out::layout::list);
     return 0;
@@ -332,6 +390,7 @@ int do_rm(const options& o) {
             if (status == 0) status = static_cast<int>(e.code());
         }
     };
+    if ((!o.key.empty() || !o.id.empty()) && !o.match.empty()) throw usage_error("give --match or --key/--id, not both");
     if (!o.key.empty() || !o.id.empty()) {
         auto t = select_one(o);
         int id = -1;
@@ -346,8 +405,9 @@ int do_rm(const options& o) {
         }
     } else {
         if (o.names.empty()) throw usage_error("missing queue NAME, --match GLOB, or --key/--id");
-        for (const auto& n : o.names) {
-            auto name = parse::posix_name(n);
+        std::vector<std::string> names;  // all checked before the first is removed
+        for (const auto& n : o.names) names.push_back(parse::posix_name(n));
+        for (const auto& name : names) {
             attempt(name, [&] { if (o.dry_run) mq::posix_stat(name); }, [&] { mq::posix_remove(name); });
         }
     }
@@ -386,7 +446,10 @@ int do_wait(const options& o) {
     }
 }
 
+std::string text_or_dash(const out::json& v) { return v.is_null() ? "-" : v.dump(); }
+
 int do_watch(const options& o) {
+    if (cli::format() == out::format::csv) throw usage_error("watch writes text or jsonl");
     auto t = select_one(o);
     auto step = interval_of(o);
     auto until = o.wait.deadline();
@@ -409,7 +472,7 @@ int do_watch(const options& o) {
                 if (cli::format() == out::format::text) {
                     out::stdout_stream().write(
                         r ? fmt::format("{} messages={} queued_bytes={}\n", rec["name"].get<std::string>(),
-                                        rec["messages"].dump(), rec.value("queued_bytes", out::json(nullptr)).dump())
+                                        text_or_dash(rec["messages"]), text_or_dash(rec.value("queued_bytes", out::json(nullptr))))
                           : fmt::format("{} gone\n", rec["name"].get<std::string>()));
                 } else {
                     out::stdout_stream().write(rec.dump() + "\n");
@@ -436,11 +499,14 @@ int do_set_capacity(const options& o) {
     return 0;
 }
 
-void add_selector(CLI::App* verb, options& o, bool many_names) {
+void add_selector(CLI::App* verb, options& o, bool many_names, bool with_id = true) {
     if (many_names) verb->add_option("name", o.names, "POSIX queue NAME or /NAME")->type_name("NAME");
-    else verb->add_option("name", o.name, "POSIX queue NAME or /NAME")->type_name("NAME");
+    else
+        verb->add_option("name", o.name, "POSIX queue NAME or /NAME")
+            ->type_name("NAME")
+            ->each([&](const std::string&) { o.name_given = true; });
     verb->add_option("-k,--key", o.key, "System V queue by key (decimal or 0x hex)")->type_name("KEY");
-    verb->add_option("-i,--id", o.id, "System V queue by id")->type_name("ID");
+    if (with_id) verb->add_option("-i,--id", o.id, "System V queue by id")->type_name("ID");
 }
 
 } // namespace
@@ -450,7 +516,7 @@ int main(int argc, char** argv) {
     options o;
 
     auto* create = app.verb("create", "Make queues (POSIX NAME, or System V --key)", [&] { return do_create(o); });
-    add_selector(create, o, true);
+    add_selector(create, o, true, false);
     create->add_option("--max-msgs", o.max_msgs, "POSIX: capacity in messages (default: the system's)")->type_name("N");
     create->add_option("--max-msg-size", o.max_msg_size, "POSIX: largest message (default: the system's)")->type_name("SIZE");
     create->add_option("--max-bytes", o.max_bytes, "System V: capacity in bytes (msg_qbytes)")->type_name("SIZE");
@@ -458,7 +524,9 @@ int main(int argc, char** argv) {
     app.add_mode(create, o.mode);
 
     auto* send = app.verb("send", "Send messages from the arguments or stdin", [&] { return do_send(o); });
-    send->add_option("name", o.name, "POSIX queue NAME or /NAME")->type_name("NAME");
+    send->add_option("name", o.name, "POSIX queue NAME or /NAME (with --key/--id: the first message)")
+        ->type_name("NAME")
+        ->each([&](const std::string&) { o.name_given = true; });
     send->add_option("message", o.messages, "Messages (default: read from stdin)")->type_name("MSG");
     send->add_option("-k,--key", o.key, "System V queue by key (decimal or 0x hex)")->type_name("KEY");
     send->add_option("-i,--id", o.id, "System V queue by id")->type_name("ID");
@@ -488,7 +556,7 @@ int main(int argc, char** argv) {
     auto* stat = app.verb("stat", "Describe queues", [&] { return do_stat(o); });
     add_selector(stat, o, true);
 
-    auto* ls = app.verb("ls", "List POSIX queues (needs /dev/mqueue), or System V ones", [&] { return do_ls(o); });
+    auto* ls = app.verb("ls", "List POSIX queues (needs the mqueue file system mounted), or System V ones", [&] { return do_ls(o); });
     ls->add_flag("-s,--sysv", o.sysv, "List System V queues");
 
     auto* rm = app.verb("rm", "Remove queues", [&] { return do_rm(o); });

@@ -37,6 +37,7 @@ struct options {
     bool follow = false;
     bool until_eof = false;
     std::uint64_t count = 1;
+    bool count_set = false;
     bool recursive = false;
     bool anon = false;
     std::optional<pid_t> pid;
@@ -230,7 +231,8 @@ int do_recv(const options& o) {
     int in = is_fifo ? fd.get() : STDIN_FILENO;
     framing::reader reader(in, mode, max);
     std::uint64_t got = 0;
-    const bool follow = o.follow;
+    // --follow keeps taking, up to --count when one is given.
+    const bool follow = o.follow && !o.count_set;
     const std::uint64_t want = o.count;
     auto reopen = [&] {
         // Open the next read end before closing this one, so that writers
@@ -253,7 +255,7 @@ int do_recv(const options& o) {
         if (r.st == framing::status::message) {
             ++got;
             printer.print(stream::message{std::move(r.data), {}}, got, stream::now_ns());
-            if (follow) printer.flush();
+            if (o.follow) printer.flush();
             continue;
         }
         if (r.st == framing::status::timeout) {
@@ -442,7 +444,9 @@ int main(int argc, char** argv) {
 
     auto* recv = app.verb("recv", "Read messages from a FIFO or stdin", [&] { return do_recv(o); });
     recv->add_option("path", o.path, "FIFO, or - for stdin")->required()->type_name("PATH");
-    recv->add_option("-c,--count", o.count, "Take N messages (default 1)")->type_name("N");
+    recv->add_option("-c,--count", o.count, "Take N messages (default 1)")
+        ->type_name("N")
+        ->each([&](const std::string&) { o.count_set = true; });
     recv->add_flag("-f,--follow", o.follow, "Keep taking messages");
     recv->add_flag("--until-eof", o.until_eof, "Stop when the writers close the FIFO");
     recv->add_flag("--framed", o.framed, "Length-prefixed frames (4-byte big-endian length), binary-safe");

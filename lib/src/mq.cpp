@@ -142,7 +142,7 @@ posix_limits read_posix_limits() {
 std::uint64_t posix_queue_cost(long max_msgs, long msg_size) {
     // ipc/mqueue.c: one msg_msg header per message, one tree node per priority in use.
     auto n = static_cast<std::uint64_t>(max_msgs);
-    return n * 48 + std::min<std::uint64_t>(n, 32768) * 40 + n * static_cast<std::uint64_t>(msg_size);
+    return n * 48 + std::min<std::uint64_t>(n, 32768) * 48 + n * static_cast<std::uint64_t>(msg_size);
 }
 
 std::optional<std::string> mqueue_mount() {
@@ -192,11 +192,12 @@ posix_queue posix_queue::create(const std::string& name, long max_msgs, long msg
     bool custom = max_msgs > 0 || msg_size > 0;
     a.mq_maxmsg = max_msgs > 0 ? max_msgs : limits.msg_default;
     a.mq_msgsize = msg_size > 0 ? msg_size : limits.msgsize_default;
-    int flags = O_RDWR | O_CREAT | O_EXCL | O_NONBLOCK | O_CLOEXEC;
+    int flags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC;
+    mode &= 0777;  // queues have no set-id or sticky bits
     mqd_t q = ::mq_open(name.c_str(), flags, mode, custom ? &a : nullptr);
     bool created = q != static_cast<mqd_t>(-1);
     if (!created && errno == EEXIST && !exclusive) {
-        q = ::mq_open(name.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        q = ::mq_open(name.c_str(), O_RDWR | O_CLOEXEC);
         if (q == static_cast<mqd_t>(-1)) throw last_system_error("open", "queue", name);
         return posix_queue(name, q);
     }
@@ -233,13 +234,16 @@ posix_queue posix_queue::create(const std::string& name, long max_msgs, long msg
         throw system_error(err, "create", "queue", name);
     }
     posix_queue out(name, q);
+    out.created_ = true;
     // mq_open applies the umask; the contract's --mode is the mode itself.
     ::fchmod(out.fd(), mode);
     return out;
 }
 
 posix_queue posix_queue::open(const std::string& name, access a) {
-    int flags = (a == access::read ? O_RDONLY : a == access::write ? O_WRONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC;
+    // Blocking descriptor: a send or receive that has to wait sleeps in the
+    // kernel (one system call), bounded by mq_timed* when there is a deadline.
+    int flags = (a == access::read ? O_RDONLY : a == access::write ? O_WRONLY : O_RDWR) | O_CLOEXEC;
     mqd_t q = ::mq_open(name.c_str(), flags);
     if (q == static_cast<mqd_t>(-1)) throw last_system_error("open", "queue", name);
     return posix_queue(name, q);
@@ -251,20 +255,44 @@ mq_attr posix_queue::attributes() const {
     return a;
 }
 
+namespace {
+
+// The deadline as mq_timed*'s absolute CLOCK_REALTIME time; a deadline that
+// has passed gives a time in the past, which means "do not wait".
+timespec realtime_of(const deadline& until) {
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    auto left = until.remaining().value_or(std::chrono::nanoseconds(0));
+    std::int64_t ns = static_cast<std::int64_t>(now.tv_nsec) + left.count();
+    return timespec{now.tv_sec + static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+}
+
+} // namespace
+
 bool posix_queue::send(std::string_view data, unsigned priority, const deadline& until) {
     for (;;) {
-        int r = retry([&] { return ::mq_send(fd_.get(), data.data(), data.size(), priority); });
+        int r;
+        if (until.infinite()) {
+            r = retry([&] { return ::mq_send(fd_.get(), data.data(), data.size(), priority); });
+        } else {
+            timespec abs = realtime_of(until);
+            r = ::mq_timedsend(fd_.get(), data.data(), data.size(), priority, &abs);
+            if (r < 0 && errno == EINTR) {
+                check_interrupt();
+                continue;
+            }
+        }
         if (r == 0) return true;
+        if (errno == ETIMEDOUT || errno == EAGAIN) return false;
         if (errno == EMSGSIZE)
             throw error(exit_code::data,
                         fmt::format("message of {} bytes is over the message size of queue '{}' ({} bytes); nothing sent",
                                     data.size(), name_, attributes().mq_msgsize),
                         EMSGSIZE);
         if (errno == EINVAL && priority >= static_cast<unsigned>(::sysconf(_SC_MQ_PRIO_MAX)))
-            throw usage_error(fmt::format("priority {} is over the largest, {}", priority,
-                                          ::sysconf(_SC_MQ_PRIO_MAX) - 1));
-        if (errno != EAGAIN) throw last_system_error("send to", "queue", name_);
-        if (wait_fd(fd_.get(), POLLOUT, until) == 0) return false;
+            throw data_error(fmt::format("priority {} is over the largest, {}", priority,
+                                         ::sysconf(_SC_MQ_PRIO_MAX) - 1));
+        throw last_system_error("send to", "queue", name_);
     }
 }
 
@@ -272,15 +300,31 @@ std::optional<message> posix_queue::receive(const deadline& until) {
     if (buf_.empty()) buf_.resize(static_cast<std::size_t>(attributes().mq_msgsize));
     for (;;) {
         unsigned prio = 0;
-        ssize_t n = retry([&] { return ::mq_receive(fd_.get(), buf_.data(), buf_.size(), &prio); });
+        ssize_t n;
+        if (until.infinite()) {
+            n = retry([&] { return ::mq_receive(fd_.get(), buf_.data(), buf_.size(), &prio); });
+        } else {
+            timespec abs = realtime_of(until);
+            n = ::mq_timedreceive(fd_.get(), buf_.data(), buf_.size(), &prio, &abs);
+            if (n < 0 && errno == EINTR) {
+                check_interrupt();
+                continue;
+            }
+        }
         if (n >= 0) return message{std::string(buf_.data(), static_cast<std::size_t>(n)), prio, 0};
+        if (errno == ETIMEDOUT || errno == EAGAIN) return std::nullopt;
         if (errno == EMSGSIZE) {  // the buffer was sized before someone recreated the queue
             buf_.resize(static_cast<std::size_t>(attributes().mq_msgsize));
             continue;
         }
-        if (errno != EAGAIN) throw last_system_error("receive from", "queue", name_);
-        if (wait_fd(fd_.get(), POLLIN, until) == 0) return std::nullopt;
+        throw last_system_error("receive from", "queue", name_);
     }
+}
+
+uid_t posix_queue::owner() const {
+    struct stat st {};
+    if (::fstat(fd_.get(), &st) < 0) throw last_system_error("inspect", "queue", name_);
+    return st.st_uid;
 }
 
 posix_info posix_stat(const std::string& name) {
@@ -290,15 +334,16 @@ posix_info posix_stat(const std::string& name) {
     mqd_t q = ::mq_open(name.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (q == static_cast<mqd_t>(-1)) {
         int err = errno;
-        // Without read permission the mount still shows the owner and the size.
-        std::optional<mqueue_file> f;
-        if (err == EACCES && mount) f = read_mqueue_file(*mount, name);
-        if (!f) throw system_error(err, "inspect", "queue", name);
+        // Without read permission the mount still shows the owner and mode
+        // (stat needs no permission on the file); the figures stay unknown.
+        struct stat st {};
+        if (err != EACCES || !mount || ::stat((*mount + "/" + body_of(name)).c_str(), &st) < 0)
+            throw system_error(err, "inspect", "queue", name);
         i.max_msgs = i.msg_size = i.messages = -1;
-        i.mode = f->st.st_mode & 07777;
-        i.uid = f->st.st_uid;
-        i.gid = f->st.st_gid;
-        i.mtime_unix = f->st.st_mtim.tv_sec;
+        i.mode = st.st_mode & 07777;
+        i.uid = st.st_uid;
+        i.gid = st.st_gid;
+        i.mtime_unix = st.st_mtim.tv_sec;
         return i;
     }
     unique_fd owner(q);
@@ -358,9 +403,10 @@ std::string sysv_selector::str() const {
     return "queue";
 }
 
-int sysv_create(key_t key, mode_t mode, bool exclusive, std::uint64_t capacity) {
+int sysv_create(key_t key, mode_t mode, bool exclusive, std::uint64_t capacity, bool* created_out) {
     int id = ::msgget(key, IPC_CREAT | IPC_EXCL | static_cast<int>(mode & 0777));
     bool created = id >= 0;
+    if (created_out) *created_out = created;
     if (!created && errno == EEXIST && !exclusive) id = ::msgget(key, 0);
     if (id < 0) {
         int err = errno;
@@ -392,6 +438,8 @@ int sysv_resolve(const sysv_selector& which) {
         }
         return *which.id;
     }
+    // msgget(IPC_PRIVATE) always makes a new queue: a private queue is found by id.
+    if (*which.key == IPC_PRIVATE) throw usage_error("a private queue (key 0) has no key to find it by: use --id");
     int id = ::msgget(*which.key, 0);
     if (id < 0) throw system_error(errno, fmt::format("open System V queue {}", which.str()));
     return id;
@@ -402,6 +450,12 @@ bool sysv_send(int id, long type, std::string_view data, const deadline& until) 
     std::string buf(sizeof(long) + data.size(), '\0');
     std::memcpy(buf.data(), &type, sizeof(long));
     std::memcpy(buf.data() + sizeof(long), data.data(), data.size());
+    // A message over the queue's byte capacity would never fit: refuse it now.
+    if (msqid_ds ds{}; ::msgctl(id, IPC_STAT, &ds) == 0 && data.size() > ds.msg_qbytes)
+        throw error(exit_code::data,
+                    fmt::format("message of {} bytes is over the capacity of System V queue {} ({} bytes); nothing sent",
+                                data.size(), id, ds.msg_qbytes),
+                    EMSGSIZE);
     auto call = [&](int flags) { return ::msgsnd(id, buf.data(), data.size(), flags); };
     try {
         return sysv_call(call, until, "send to", id);
@@ -411,7 +465,8 @@ bool sysv_send(int id, long type, std::string_view data, const deadline& until) 
                         fmt::format("message of {} bytes is over /proc/sys/kernel/msgmax ({}); nothing sent",
                                     data.size(), read_sysv_limits().msgmax),
                         EINVAL);
-        if (e.errno_value() == EINVAL) throw system_error(ENOENT, fmt::format("send to System V queue {}", id));
+        if (e.errno_value() == EINVAL || e.errno_value() == EIDRM)
+            throw system_error(ENOENT, fmt::format("send to System V queue {}", id));
         throw;
     }
 }
@@ -499,6 +554,7 @@ void sysv_remove(int id) {
 }
 
 std::uint64_t sysv_set_capacity(int id, std::uint64_t bytes) {
+    if (bytes == 0) throw usage_error("a capacity of 0 bytes would take no message");
     msqid_ds ds{};
     if (::msgctl(id, IPC_STAT, &ds) < 0) throw system_error(errno, fmt::format("inspect System V queue {}", id));
     ds.msg_qbytes = static_cast<msglen_t>(bytes);

@@ -1,10 +1,13 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Exercises the shell completions of ipc-pipe with real completion calls:
-# bash (the completion function, with COMP_WORDS/COMP_CWORD set) and fish
-# (complete -C) must offer the verbs, exactly the options each verb's --help
-# lists, option values, and a FIFO in a temporary directory for `recv`; the
-# zsh one must parse and load through compinit.
+# Exercises the shell completions of BINARY (ipc-pipe, ipc-mq, ...) with real
+# completion calls: bash (the completion function, with COMP_WORDS/COMP_CWORD
+# set) and fish (complete -C) must offer the verbs, exactly the options each
+# verb's --help lists, and option values; the zsh one must parse and load
+# through compinit. Per binary, its operands too: for ipc-pipe a FIFO in a
+# temporary directory for `recv`; for ipc-mq a System V queue the test makes
+# for `recv -i` and `recv -k` (and, when the mqueue file system is mounted, a
+# POSIX queue for `recv`).
 # Usage: tests/cli/completion_test.sh BINARY SOURCE_DIR
 set -u
 
@@ -14,12 +17,23 @@ if [ $# -ne 2 ]; then
 fi
 case $1 in /*) bin=$1 ;; */*) bin=$(pwd)/$1 ;; *) bin=$(command -v "$1") || bin=$1 ;; esac
 src=$(cd "$2" && pwd) || exit 1
-bash_comp=$src/completions/bash/ipc-pipe
-fish_comp=$src/completions/fish/ipc-pipe.fish
-zsh_comp=$src/completions/zsh/_ipc-pipe
+# The command is the binary's name; its bash function is _NAME with '_' for
+# '-' (_ipc_pipe).
+name=$(basename "$bin")
+func=_$(printf '%s' "$name" | tr - _)
+bash_comp=$src/completions/bash/$name
+fish_comp=$src/completions/fish/$name.fish
+zsh_comp=$src/completions/zsh/_$name
+export name func
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ipc-completion.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
+# Queues the test makes (ipc-mq) are removed on the way out, however it ends.
+cleanup_queues=
+cleanup() {
+    if [ -n "$cleanup_queues" ]; then eval "$cleanup_queues"; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -37,6 +51,11 @@ expect_same() {
         fail "$1: expected (<) and offered (>) differ:"
         diff "$tmp/expected.sorted" "$tmp/actual.sorted" | grep '^[<>]' | sed 's/^/    /' >&2
     fi
+}
+
+# has_verb VERB: the binary's --help lists VERB.
+has_verb() {
+    grep -Fqx -e "$1" "$tmp/verbs"
 }
 
 # expect_line WHAT FILE LINE: FILE has LINE.
@@ -70,27 +89,64 @@ for verb in $verbs; do
     [ -s "$tmp/options.$verb" ] || fail "no options in '$bin $verb --help'"
 done
 
-# Fixtures: a FIFO, a plain file, FIFOs in a subdirectory and in one whose
-# name has a space.
+# Fixtures. ipc-pipe: a FIFO, a plain file, FIFOs in a subdirectory and in
+# one whose name has a space. ipc-mq: a System V queue (its key and id), and a
+# POSIX queue when the mqueue file system is mounted (`ipc-mq ls` works).
 fixtures=$tmp/fixtures
-if ! { mkdir "$fixtures" "$fixtures/sub" "$fixtures/with space" &&
-    mkfifo "$fixtures/in.fifo" "$fixtures/sub/nested.fifo" "$fixtures/with space/spaced.fifo" &&
-    : >"$fixtures/plain.txt"; }; then
-    fail "cannot make the fixtures in $fixtures"
-    exit 1
-fi
+case $name in
+ipc-pipe)
+    if ! { mkdir "$fixtures" "$fixtures/sub" "$fixtures/with space" &&
+        mkfifo "$fixtures/in.fifo" "$fixtures/sub/nested.fifo" "$fixtures/with space/spaced.fifo" &&
+        : >"$fixtures/plain.txt"; }; then
+        fail "cannot make the fixtures in $fixtures"
+        exit 1
+    fi
+    ;;
+ipc-mq)
+    # A key of our own: a few tries, in case another process holds one.
+    mq_key='' mq_id=''
+    for try in 0 1 2 3 4 5 6 7; do
+        k=$(printf '0x7e%06x' $((($$ * 8 + try) % 16777216)))
+        if "$bin" create -q -x --key "$k" 2>/dev/null; then
+            mq_key=$k
+            break
+        fi
+    done
+    if [ -z "$mq_key" ]; then
+        fail "cannot make a System V queue with '$bin create --key'"
+        exit 1
+    fi
+    cleanup_queues="\"\$bin\" rm -q --key $mq_key"
+    # Its id: /proc/sysvipc/msg lists the key in decimal, the columns are
+    # named by the header line.
+    mq_id=$(awk -v key=$((mq_key)) 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+        $c["key"] == key { print $c["msqid"] }' /proc/sysvipc/msg)
+    [ -n "$mq_id" ] || fail "queue $mq_key is not in /proc/sysvipc/msg"
+    mq_name=
+    if "$bin" ls >/dev/null 2>&1; then
+        mq_name=/ipc-completion-test.$$
+        if "$bin" create -q -x "$mq_name"; then
+            cleanup_queues="$cleanup_queues; \"\$bin\" rm -q $mq_name"
+        else
+            fail "cannot make the POSIX queue $mq_name"
+            mq_name=
+        fi
+    fi
+    ;;
+esac
 
 # ---- bash -------------------------------------------------------------------
 
 cat >"$tmp/harness.bash" <<'EOF'
-# comp WORD...: what _ipc_pipe offers for the last WORD, one per line.
+# comp WORD...: what the completion function $func offers for the last WORD,
+# one per line.
 comp() {
     COMP_WORDS=("$@")
     COMP_CWORD=$(($# - 1))
     COMP_LINE="$*"
     COMP_POINT=${#COMP_LINE}
     COMPREPLY=()
-    _ipc_pipe
+    "$func"
     ((${#COMPREPLY[@]})) && printf '%s\n' "${COMPREPLY[@]}"
     return 0
 }
@@ -105,38 +161,15 @@ bash_complete() {
         if [ "$1" = bc ]; then . "$bash_completion" || exit 1; fi
         . "$2" || exit 1
         . "$3" || exit 1
-        [ "$(complete -p ipc-pipe)" = "complete -F _ipc_pipe ipc-pipe" ] || { echo "not registered" >&2; exit 1; }
+        [ "$(complete -p "$name")" = "complete -F $func $name" ] || { echo "not registered" >&2; exit 1; }
         shift 3
         comp "$@"' bash "$mode" "$tmp/harness.bash" "$bash_comp" "$@"
 }
 
-# Without bash-completion, and with it when it is installed (or named by
-# $IPC_BASH_COMPLETION).
-bash_completion=${IPC_BASH_COMPLETION:-/usr/share/bash-completion/bash_completion}
-export bash_completion
-bash_modes=plain
-[ -r "$bash_completion" ] && bash_modes="plain bc"
-for mode in $bash_modes; do
-    tag="bash ($mode)"
-    out=$tmp/bash.out
-
-    bash_complete "$mode" ipc-pipe '' >"$out" || fail "$tag: ipc-pipe <TAB> failed"
-    expect_same "$tag: verbs" "$tmp/verbs" "$out"
-
-    bash_complete "$mode" ipc-pipe re >"$out" || fail "$tag: ipc-pipe re<TAB> failed"
-    printf '%s\n' recv relay >"$tmp/expected"
-    expect_same "$tag: verbs starting with re" "$tmp/expected" "$out"
-
-    for verb in $verbs; do
-        bash_complete "$mode" ipc-pipe "$verb" - >"$out" || fail "$tag: ipc-pipe $verb -<TAB> failed"
-        grep -vx -e - "$out" >"$out.options"
-        expect_same "$tag: options of $verb" "$tmp/options.$verb" "$out.options"
-    done
-
-    bash_complete "$mode" ipc-pipe recv -- >"$out" || fail "$tag: ipc-pipe recv --<TAB> failed"
-    grep -e '^--' "$tmp/options.recv" >"$tmp/expected"
-    expect_same "$tag: long options of recv" "$tmp/expected" "$out"
-
+# bash_checks_ipc_pipe MODE TAG: FIFOs (and '-') for the operands, PIDs for
+# ls -p.
+bash_checks_ipc_pipe() {
+    mode=$1 tag=$2
     bash_complete "$mode" ipc-pipe recv "$fixtures/" >"$out" || fail "$tag: ipc-pipe recv DIR/<TAB> failed"
     expect_line "$tag: recv DIR/" "$out" "$fixtures/in.fifo"
     expect_line "$tag: recv DIR/" "$out" "$fixtures/sub"
@@ -169,16 +202,80 @@ for mode in $bash_modes; do
     printf '%s\n' sub 'with space' >"$tmp/expected"
     expect_same "$tag: ls in the fixtures" "$tmp/expected" "$out"
 
-    bash_complete "$mode" ipc-pipe recv -o '' >"$out" || fail "$tag: ipc-pipe recv -o <TAB> failed"
-    printf '%s\n' text json jsonl csv >"$tmp/expected"
-    expect_same "$tag: values of -o" "$tmp/expected" "$out"
-
-    bash_complete "$mode" ipc-pipe send --timeout '' >"$out" || fail "$tag: ipc-pipe send --timeout <TAB> failed"
-    printf '%s\n' 250ms 1s 5s inf 0 >"$tmp/expected"
-    expect_same "$tag: values of --timeout" "$tmp/expected" "$out"
-
     bash_complete "$mode" ipc-pipe ls -p "$$" >"$out" || fail "$tag: ipc-pipe ls -p PID<TAB> failed"
     expect_line "$tag: values of -p" "$out" "$$"
+}
+
+# bash_checks_ipc_mq MODE TAG: the test's System V queue for -i and -k, the
+# test's POSIX queue (when there is one) for the NAME, values of -T, sizes.
+bash_checks_ipc_mq() {
+    mode=$1 tag=$2
+    bash_complete "$mode" "$name" recv -i '' >"$out" || fail "$tag: $name recv -i <TAB> failed"
+    expect_line "$tag: recv -i" "$out" "$mq_id"
+    bash_complete "$mode" "$name" recv --id= >"$out" || fail "$tag: $name recv --id=<TAB> failed"
+    expect_line "$tag: recv --id=" "$out" "$mq_id"
+    bash_complete "$mode" "$name" recv -k '' >"$out" || fail "$tag: $name recv -k <TAB> failed"
+    expect_line "$tag: recv -k" "$out" "$mq_key"
+
+    bash_complete "$mode" "$name" recv -T '' >"$out" || fail "$tag: $name recv -T <TAB> failed"
+    printf '%s\n' 0 1 -1 >"$tmp/expected"
+    expect_same "$tag: values of recv -T" "$tmp/expected" "$out"
+
+    bash_complete "$mode" "$name" set-capacity '' >"$out" || fail "$tag: $name set-capacity <TAB> failed"
+    printf '%s\n' 4K 8K 16K >"$tmp/expected"
+    expect_same "$tag: sizes of set-capacity" "$tmp/expected" "$out"
+
+    if [ -n "$mq_name" ]; then
+        bash_complete "$mode" "$name" recv '' >"$out" || fail "$tag: $name recv <TAB> failed"
+        expect_line "$tag: recv NAME" "$out" "$mq_name"
+        bash_complete "$mode" "$name" recv -k "$mq_key" '' >"$out" || fail "$tag: $name recv -k KEY <TAB> failed"
+        expect_no_line "$tag: recv -k KEY" "$out" "$mq_name"
+    fi
+}
+
+# Without bash-completion, and with it when it is installed (or named by
+# $IPC_BASH_COMPLETION).
+bash_completion=${IPC_BASH_COMPLETION:-/usr/share/bash-completion/bash_completion}
+export bash_completion
+bash_modes=plain
+[ -r "$bash_completion" ] && bash_modes="plain bc"
+for mode in $bash_modes; do
+    tag="bash ($mode)"
+    out=$tmp/bash.out
+
+    bash_complete "$mode" "$name" '' >"$out" || fail "$tag: $name <TAB> failed"
+    expect_same "$tag: verbs" "$tmp/verbs" "$out"
+
+    bash_complete "$mode" "$name" re >"$out" || fail "$tag: $name re<TAB> failed"
+    grep -e '^re' "$tmp/verbs" >"$tmp/expected"
+    expect_same "$tag: verbs starting with re" "$tmp/expected" "$out"
+
+    for verb in $verbs; do
+        bash_complete "$mode" "$name" "$verb" - >"$out" || fail "$tag: $name $verb -<TAB> failed"
+        grep -vx -e - "$out" >"$out.options"
+        expect_same "$tag: options of $verb" "$tmp/options.$verb" "$out.options"
+    done
+
+    if has_verb recv; then
+        bash_complete "$mode" "$name" recv -- >"$out" || fail "$tag: $name recv --<TAB> failed"
+        grep -e '^--' "$tmp/options.recv" >"$tmp/expected"
+        expect_same "$tag: long options of recv" "$tmp/expected" "$out"
+
+        bash_complete "$mode" "$name" recv -o '' >"$out" || fail "$tag: $name recv -o <TAB> failed"
+        printf '%s\n' text json jsonl csv >"$tmp/expected"
+        expect_same "$tag: values of -o" "$tmp/expected" "$out"
+    fi
+
+    if has_verb send; then
+        bash_complete "$mode" "$name" send --timeout '' >"$out" || fail "$tag: $name send --timeout <TAB> failed"
+        printf '%s\n' 250ms 1s 5s inf 0 >"$tmp/expected"
+        expect_same "$tag: values of --timeout" "$tmp/expected" "$out"
+    fi
+
+    case $name in
+    ipc-pipe) bash_checks_ipc_pipe "$mode" "$tag" ;;
+    ipc-mq) bash_checks_ipc_mq "$mode" "$tag" ;;
+    esac
 done
 
 # ---- fish -------------------------------------------------------------------
@@ -193,59 +290,109 @@ fish_escape() {
     fish --no-config -c 'string escape -- $argv[1]' "$1"
 }
 
+# fish_checks_ipc_pipe: FIFOs (and '-') for the operands, directories for ls.
+fish_checks_ipc_pipe() {
+    fish_complete "ipc-pipe recv $(fish_escape "$fixtures/")" >"$out" || fail "$tag: ipc-pipe recv DIR/<TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: recv DIR/" "$out.words" "$fixtures/in.fifo"
+    expect_line "$tag: recv DIR/" "$out.words" "$fixtures/sub/"
+    expect_line "$tag: recv DIR/" "$out.words" "$fixtures/with space/"
+    expect_no_line "$tag: recv DIR/" "$out.words" "$fixtures/plain.txt"
+
+    fish_complete "ipc-pipe recv $(fish_escape "$fixtures/with space/")" >"$out" ||
+        fail "$tag: ipc-pipe recv DIR/with\\ space/<TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: recv DIR/with\\ space/" "$out.words" "$fixtures/with space/spaced.fifo"
+
+    (cd "$fixtures" && fish_complete 'ipc-pipe recv ') >"$out" || fail "$tag: ipc-pipe recv <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: recv in the fixtures" "$out.words" in.fifo
+    expect_line "$tag: recv in the fixtures" "$out.words" -
+    expect_no_line "$tag: recv in the fixtures" "$out.words" plain.txt
+
+    (cd "$fixtures" && fish_complete 'ipc-pipe ls ') >"$out" || fail "$tag: ipc-pipe ls <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' sub/ 'with space/' >"$tmp/expected"
+    expect_same "$tag: ls in the fixtures" "$tmp/expected" "$out.words"
+
+    fish_complete 'ipc-pipe relay --timeout ' >"$out" || fail "$tag: ipc-pipe relay --timeout <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' 250ms 1s 5s inf 0 >"$tmp/expected"
+    expect_same "$tag: values of relay --timeout" "$tmp/expected" "$out.words"
+}
+
+# fish_checks_ipc_mq: the test's System V queue for -i and -k, the test's POSIX
+# queue (when there is one) for the NAME, values of -T, sizes.
+fish_checks_ipc_mq() {
+    fish_complete "$name recv -i " >"$out" || fail "$tag: $name recv -i <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: recv -i" "$out.words" "$mq_id"
+    fish_complete "$name recv --id=" >"$out" || fail "$tag: $name recv --id=<TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: recv --id=" "$out.words" "--id=$mq_id"
+    fish_complete "$name recv -k " >"$out" || fail "$tag: $name recv -k <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: recv -k" "$out.words" "$mq_key"
+
+    fish_complete "$name recv -T " >"$out" || fail "$tag: $name recv -T <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' 0 1 -1 >"$tmp/expected"
+    expect_same "$tag: values of recv -T" "$tmp/expected" "$out.words"
+
+    fish_complete "$name set-capacity " >"$out" || fail "$tag: $name set-capacity <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' 4K 8K 16K >"$tmp/expected"
+    expect_same "$tag: sizes of set-capacity" "$tmp/expected" "$out.words"
+
+    if [ -n "$mq_name" ]; then
+        fish_complete "$name recv " >"$out" || fail "$tag: $name recv <TAB> failed"
+        cut -f1 "$out" >"$out.words"
+        expect_line "$tag: recv NAME" "$out.words" "$mq_name"
+        fish_complete "$name recv -k $mq_key " >"$out" || fail "$tag: $name recv -k KEY <TAB> failed"
+        cut -f1 "$out" >"$out.words"
+        expect_no_line "$tag: recv -k KEY" "$out.words" "$mq_name"
+    fi
+}
+
 tag=fish
 out=$tmp/fish.out
 fish -n "$fish_comp" || fail "fish -n $fish_comp"
 
-fish_complete 'ipc-pipe ' >"$out" || fail "$tag: ipc-pipe <TAB> failed"
+fish_complete "$name " >"$out" || fail "$tag: $name <TAB> failed"
 cut -f1 "$out" >"$out.words"
 expect_same "$tag: verbs" "$tmp/verbs" "$out.words"
 awk -F '\t' 'NF < 2 || $2 == "" { print }' "$out" >"$out.bare"
 [ -s "$out.bare" ] && fail "$tag: verbs without a description: $(tr '\n' ' ' <"$out.bare")"
 
 for verb in $verbs; do
-    fish_complete "ipc-pipe $verb -" >"$out" || fail "$tag: ipc-pipe $verb -<TAB> failed"
+    fish_complete "$name $verb -" >"$out" || fail "$tag: $name $verb -<TAB> failed"
     cut -f1 "$out" | grep -vx -e - >"$out.options"
     expect_same "$tag: options of $verb" "$tmp/options.$verb" "$out.options"
 done
 
-fish_complete 'ipc-pipe recv --' >"$out" || fail "$tag: ipc-pipe recv --<TAB> failed"
-cut -f1 "$out" >"$out.words"
-grep -e '^--' "$tmp/options.recv" >"$tmp/expected"
-expect_same "$tag: long options of recv" "$tmp/expected" "$out.words"
+if has_verb recv; then
+    fish_complete "$name recv --" >"$out" || fail "$tag: $name recv --<TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    grep -e '^--' "$tmp/options.recv" >"$tmp/expected"
+    expect_same "$tag: long options of recv" "$tmp/expected" "$out.words"
 
-fish_complete "ipc-pipe recv $(fish_escape "$fixtures/")" >"$out" || fail "$tag: ipc-pipe recv DIR/<TAB> failed"
-cut -f1 "$out" >"$out.words"
-expect_line "$tag: recv DIR/" "$out.words" "$fixtures/in.fifo"
-expect_line "$tag: recv DIR/" "$out.words" "$fixtures/sub/"
-expect_line "$tag: recv DIR/" "$out.words" "$fixtures/with space/"
-expect_no_line "$tag: recv DIR/" "$out.words" "$fixtures/plain.txt"
+    fish_complete "$name recv -o " >"$out" || fail "$tag: $name recv -o <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' text json jsonl csv >"$tmp/expected"
+    expect_same "$tag: values of -o" "$tmp/expected" "$out.words"
+fi
 
-fish_complete "ipc-pipe recv $(fish_escape "$fixtures/with space/")" >"$out" ||
-    fail "$tag: ipc-pipe recv DIR/with\\ space/<TAB> failed"
-cut -f1 "$out" >"$out.words"
-expect_line "$tag: recv DIR/with\\ space/" "$out.words" "$fixtures/with space/spaced.fifo"
+if has_verb send; then
+    fish_complete "$name send --timeout " >"$out" || fail "$tag: $name send --timeout <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' 250ms 1s 5s inf 0 >"$tmp/expected"
+    expect_same "$tag: values of --timeout" "$tmp/expected" "$out.words"
+fi
 
-(cd "$fixtures" && fish_complete 'ipc-pipe recv ') >"$out" || fail "$tag: ipc-pipe recv <TAB> failed"
-cut -f1 "$out" >"$out.words"
-expect_line "$tag: recv in the fixtures" "$out.words" in.fifo
-expect_line "$tag: recv in the fixtures" "$out.words" -
-expect_no_line "$tag: recv in the fixtures" "$out.words" plain.txt
-
-(cd "$fixtures" && fish_complete 'ipc-pipe ls ') >"$out" || fail "$tag: ipc-pipe ls <TAB> failed"
-cut -f1 "$out" >"$out.words"
-printf '%s\n' sub/ 'with space/' >"$tmp/expected"
-expect_same "$tag: ls in the fixtures" "$tmp/expected" "$out.words"
-
-fish_complete 'ipc-pipe recv -o ' >"$out" || fail "$tag: ipc-pipe recv -o <TAB> failed"
-cut -f1 "$out" >"$out.words"
-printf '%s\n' text json jsonl csv >"$tmp/expected"
-expect_same "$tag: values of -o" "$tmp/expected" "$out.words"
-
-fish_complete 'ipc-pipe relay --timeout ' >"$out" || fail "$tag: ipc-pipe relay --timeout <TAB> failed"
-cut -f1 "$out" >"$out.words"
-printf '%s\n' 250ms 1s 5s inf 0 >"$tmp/expected"
-expect_same "$tag: values of --timeout" "$tmp/expected" "$out.words"
+case $name in
+ipc-pipe) fish_checks_ipc_pipe ;;
+ipc-mq) fish_checks_ipc_mq ;;
+esac
 
 # ---- zsh --------------------------------------------------------------------
 
@@ -254,8 +401,8 @@ if ! { mkdir "$tmp/zfunc" && cp "$zsh_comp" "$tmp/zfunc/"; }; then fail "cannot 
 zsh -f -c '
     fpath=("$1" $fpath)
     autoload -U compinit && compinit -u -d "$2" || exit 1
-    [[ ${_comps[ipc-pipe]-} == _ipc-pipe ]] || { print -u2 "_ipc-pipe is not the completer of ipc-pipe"; exit 1; }
-    autoload +X _ipc-pipe || exit 1' zsh "$tmp/zfunc" "$tmp/zcompdump" >"$tmp/zsh.out" 2>&1 ||
+    [[ ${_comps[$3]-} == _$3 ]] || { print -u2 "_$3 is not the completer of $3"; exit 1; }
+    autoload +X _$3 || exit 1' zsh "$tmp/zfunc" "$tmp/zcompdump" "$name" >"$tmp/zsh.out" 2>&1 ||
     fail "zsh: the completion does not load: $(cat "$tmp/zsh.out")"
 [ -s "$tmp/zsh.out" ] && fail "zsh: loading printed: $(cat "$tmp/zsh.out")"
 

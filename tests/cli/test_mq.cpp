@@ -590,3 +590,108 @@ TEST_CASE("mq sysv: send --jsonl keeps each record's type; recv -o jsonl replays
     CHECK(lines[2]["type"] == 1);
     CHECK(mq({"send", "--key", k.text, "--jsonl"}, std::string("{\"data\":\"z\",\"type\":0}\n")).status == 65);
 }
+
+TEST_CASE("mq: recv --follow --count N stops after N", "[mq][recv]") {
+    posix_name q;
+    REQUIRE(mq({"create", q}).status == 0);
+    CHECK(mq({"send", q, "a", "b", "c"}).status == 0);
+    auto r = mq({"recv", q, "--follow", "--count", "2"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "a\nb\n");
+    CHECK(mq({"recv", q, "--drain", "--count", "5"}).out == "c\n");
+}
+
+TEST_CASE("mq: key 0 selects nothing (no queue is made by a look-up)", "[mq][sysv][bad]") {
+    for (auto verb : {"stat", "recv", "rm", "wait"}) {
+        CAPTURE(verb);
+        auto r = mq({verb, "--key", "0", "-n"});
+        if (std::string(verb) == "stat" || std::string(verb) == "rm") r = mq({verb, "--key", "private"});
+        CHECK(r.status == 64);
+        CHECK(r.err.find("--id") != std::string::npos);
+    }
+    CHECK(mq({"send", "--key", "0", "x"}).status == 64);
+}
+
+TEST_CASE("mq: names are all checked before any queue is made or removed", "[mq][bad]") {
+    posix_name ok;
+    CHECK(mq({"create", ok, "a/b"}).status == 64);
+    CHECK(mq({"stat", ok}).status == 66);
+    REQUIRE(mq({"create", ok}).status == 0);
+    CHECK(mq({"rm", ok, "bad/x"}).status == 64);
+    CHECK(mq({"stat", ok}).status == 0);
+}
+
+TEST_CASE("mq: stat carries on past a missing queue", "[mq][stat]") {
+    posix_name a, missing, b;
+    REQUIRE(mq({"create", a}).status == 0);
+    REQUIRE(mq({"create", b}).status == 0);
+    auto r = mq({"stat", a, missing, b, "--json"});
+    CHECK(r.status == 66);
+    CHECK(parse_json(r.out)["queues"].size() == 2);
+}
+
+TEST_CASE("mq: details found in review", "[mq][bad]") {
+    posix_name q;
+    SECTION("mode has no set-id bits; reuse of an existing queue is said") {
+        auto c = mq({"create", q, "-m", "04755", "--json"});
+        REQUIRE(c.status == 0);
+        CHECK(parse_json(c.out)["queues"][0]["mode"] == "0755");
+        auto again = mq({"create", q, "--max-msgs", "3"});
+        CHECK(again.status == 0);
+        CHECK(again.err.find("exists") != std::string::npos);
+    }
+    SECTION("-0 with arguments, csv watch, --key with --match are usage errors") {
+        REQUIRE(mq({"create", q}).status == 0);
+        CHECK(mq({"send", "-0", q, "x"}).status == 64);
+        CHECK(mq({"watch", q, "-o", "csv", "-c", "1"}).status == 64);
+        CHECK(mq({"rm", "--key", "5", "--match", "x*"}).status == 64);
+    }
+    SECTION("a record's priority out of range is bad input (65)") {
+        REQUIRE(mq({"create", q}).status == 0);
+        auto r = mq({"send", q, "--jsonl"}, std::string("{\"data\":\"a\"}\n{\"data\":\"b\",\"priority\":40000}\n"));
+        CHECK(r.status == 65);
+        CHECK(r.err.find("record 2") != std::string::npos);
+        CHECK(mq({"recv", q, "--drain"}).out == "a\n");
+    }
+    SECTION("stdin messages are held to the queue's message size exactly") {
+        REQUIRE(mq({"create", q, "--max-msg-size", "10"}).status == 0);
+        CHECK(mq({"send", q}, std::string("0123456789\n")).status == 0);
+        auto r = mq({"send", q}, std::string("0123456789A\n"));
+        CHECK(r.status == 65);
+        CHECK(r.err.find("(10 B)") != std::string::npos);
+    }
+}
+
+TEST_CASE("mq sysv: empty messages, capacity checks", "[mq][sysv][bad]") {
+    sysv_key k;
+    REQUIRE(mq({"create", "--key", k.text, "--max-bytes", "100"}).status == 0);
+    CHECK(mq({"send", "--key", k.text, "", "x"}).status == 0);  // an empty first message is a message
+    auto r = mq({"recv", "--key", k.text, "-c", "2", "-o", "jsonl"});
+    auto lines = parse_lines(r.out);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0]["size_bytes"] == 0);
+    auto big = mq({"send", "--key", k.text, std::string(101, 'b')}, std::nullopt, 10s);
+    CHECK(big.status == 65);
+    CHECK(big.err.find("capacity") != std::string::npos);
+    CHECK(mq({"set-capacity", "--key", k.text, "0"}).status == 64);
+}
+
+TEST_CASE("mq: another user's queue: listed with what can be seen; using it warns", "[mq][perm]") {
+    posix_name secret, open;
+    REQUIRE(mq({"create", secret, "--mode", "0600"}).status == 0);
+    REQUIRE(mq({"create", open, "--mode", "0666"}).status == 0);
+    auto ls = in_namespace(nobody() + "'" + bin + "' ls --json");
+    REQUIRE(ls.status == 0);
+    auto doc = parse_json(ls.out);
+    bool seen = false;
+    for (const auto& e : doc["queues"])
+        if (e["name"] == secret.name) {
+            seen = true;
+            CHECK(e["messages"].is_null());
+            CHECK(e["user"] == "root");
+        }
+    CHECK(seen);
+    auto s = testing::sh(nobody() + "'" + bin + "' send " + open.name + " hi");
+    CHECK(s.status == 0);
+    CHECK(s.err.find("belongs to another user (root)") != std::string::npos);
+}

@@ -977,3 +977,9 @@ TEST_CASE("other operating-system errors are 71", "[pipe][status]") {
     CHECK(r.status == 71);
     CHECK(r.err.find("Too many open files") != std::string::npos);
 }
+
+TEST_CASE("recv --follow --count N stops after N", "[pipe][recv]") {
+    auto r = ipc({"recv", "--follow", "--count", "2", "-"}, std::string("a\nb\nc\n"));
+    CHECK(r.status == 0);
+    CHECK(r.out == "a\nb\n");
+}

@@ -71,6 +71,8 @@ public:
     /// system's limits fails with a message naming the limit and its value.
     static posix_queue create(const std::string& name, long max_msgs, long msg_size, mode_t mode,
                               bool exclusive);
+    /// False when create() found the queue already there (and changed nothing).
+    bool created() const { return created_; }
     static posix_queue open(const std::string& name, access a);
 
     posix_queue(posix_queue&&) noexcept = default;
@@ -84,12 +86,15 @@ public:
     std::optional<message> receive(const deadline& until);
 
     mq_attr attributes() const;
+    /// The owning user, for the warning about queues of other users.
+    uid_t owner() const;
     const std::string& name() const { return name_; }
     int fd() const { return fd_.get(); }
 
 private:
     posix_queue(std::string name, int fd);
     std::string name_;
+    bool created_ = false;
     unique_fd fd_;  // on Linux an mqd_t is a descriptor
     std::string buf_;
 };
@@ -134,7 +139,8 @@ struct sysv_selector {
 };
 
 /// msgget(IPC_CREAT); returns the id. capacity 0 keeps the default.
-int sysv_create(key_t key, mode_t mode, bool exclusive, std::uint64_t capacity);
+/// *created (if given) says whether the queue is new.
+int sysv_create(key_t key, mode_t mode, bool exclusive, std::uint64_t capacity, bool* created = nullptr);
 
 /// The id of an existing queue (66 when there is none).
 int sysv_resolve(const sysv_selector& which);
