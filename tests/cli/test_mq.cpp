@@ -695,3 +695,33 @@ TEST_CASE("mq: another user's queue: listed with what can be seen; using it warn
     CHECK(s.status == 0);
     CHECK(s.err.find("belongs to another user (root)") != std::string::npos);
 }
+
+TEST_CASE("ipc(7) mq storage: messages outlive their sender; removal discards them", "[mq][ipc7]") {
+    posix_name q;
+    REQUIRE(mq({"create", q}).status == 0);
+    CHECK(mq({"send", q, "outlives"}).status == 0);  // that sender has exited
+    CHECK(mq({"stat", q, "--json"}).out.find("\"messages\": 1") != std::string::npos);
+    CHECK(mq({"rm", q}).status == 0);
+    REQUIRE(mq({"create", q}).status == 0);
+    CHECK(mq({"recv", q, "-n"}).status == 75);  // a new queue of the same name starts empty
+
+    sysv_key k;
+    REQUIRE(mq({"create", "--key", k.text}).status == 0);
+    auto blocked = start({"recv", "--key", k.text});
+    std::this_thread::sleep_for(150ms);
+    CHECK(mq({"rm", "--key", k.text}).status == 0);
+    auto r = blocked.wait();
+    CHECK(r.status == 66);  // EIDRM: the queue went away under the receiver
+}
+
+TEST_CASE("ipc(7) mq sender identity: System V keeps the last sender's pid, for the queue", "[mq][ipc7]") {
+    sysv_key k;
+    REQUIRE(mq({"create", "--key", k.text}).status == 0);
+    auto sender = start({"send", "--key", k.text, "x"});
+    pid_t pid = sender.pid();
+    REQUIRE(sender.wait().status == 0);
+    auto s = parse_json(mq({"stat", "--key", k.text, "--json"}).out)["queues"][0];
+    CHECK(s["last_send_pid"] == pid);
+    auto r = parse_json(mq({"recv", "--key", k.text, "-o", "jsonl"}).out);
+    CHECK_FALSE(r.contains("sender"));  // nothing per message
+}
