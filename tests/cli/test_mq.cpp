@@ -230,9 +230,11 @@ TEST_CASE("mq: recv --follow streams, and a blocked recv wakes for a message", "
     auto follower = start({"recv", q, "--follow", "-o", "jsonl"});
     CHECK(mq({"send", q, "a", "b", "c"}).status == 0);
     REQUIRE(testing::eventually([&] { return follower.read_stdout(0).find("\"c\"") != std::string::npos; }));
-    follower.kill(SIGINT);
+    // TSan holds a signal handler back until an intercepted call, which a
+    // blocked mq_receive never reaches: there, end the process another way.
+    follower.kill(testing::sanitized() ? SIGKILL : SIGINT);
     auto r = follower.wait();
-    CHECK(r.status == 130);
+    if (!testing::sanitized()) CHECK(r.status == 130);
     auto lines = parse_lines(r.out);
     REQUIRE(lines.size() == 3);
     CHECK(lines[2]["seq"] == 3);

@@ -83,6 +83,15 @@ bool eventually(F cond, std::chrono::milliseconds limit = std::chrono::seconds(1
     return cond();
 }
 
+/// True in sanitizer builds, whose runtimes change what a test can observe
+/// (ASan needs spare descriptors; TSan defers signal handlers past a
+/// blocking system call it does not intercept).
+#ifdef IPC_SANITIZER
+inline bool sanitized() { return IPC_SANITIZER[0] != '\0'; }
+#else
+inline bool sanitized() { return false; }
+#endif
+
 /// A name unique to this process and call, for kernel objects.
 std::string unique_name(const std::string& stem);
 
