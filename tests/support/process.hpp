@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <sys/types.h>
@@ -88,8 +89,10 @@ bool eventually(F cond, std::chrono::milliseconds limit = std::chrono::seconds(1
 /// blocking system call it does not intercept).
 #ifdef IPC_SANITIZER
 inline bool sanitized() { return IPC_SANITIZER[0] != '\0'; }
+inline bool thread_sanitized() { return std::string_view(IPC_SANITIZER).find("thread") != std::string_view::npos; }
 #else
 inline bool sanitized() { return false; }
+inline bool thread_sanitized() { return false; }
 #endif
 
 /// A name unique to this process and call, for kernel objects.

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+#include <pthread.h>
+
+#include "ipc/fd.hpp"
+
+/// Synchronisation that works between processes through shared memory: futex
+/// waits, a mutex that survives the death of its holder, and the waiting
+/// strategies (spin, block, adaptive). Mechanism-neutral: the shared-memory
+/// channel and the mailbox are both built on it.
+namespace ipc::sync {
+
+/// Sleeps while *word == expected, until woken, the deadline, or a signal.
+/// Returns false on timeout. SIGINT/SIGTERM become ipc::interrupted. The word
+/// must be in memory shared by every waker (MAP_SHARED): no FUTEX_PRIVATE.
+bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, const deadline& until);
+
+/// Wakes up to n waiters of word.
+void futex_wake(const std::atomic<std::uint32_t>& word, int n);
+
+/// A pause instruction for spin loops (lets the sibling hyperthread run).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield" ::: "memory");
+#endif
+}
+
+/// How a waiter waits.
+enum class wait_mode {
+    spin,      ///< poll the shared word; yields the CPU now and then, never sleeps
+    block,     ///< sleep on the futex at once
+    adaptive,  ///< spin for a bounded time, then sleep on the futex
+};
+
+/// "spin", "block", "adaptive"; a usage error otherwise.
+wait_mode parse_wait_mode(std::string_view text);
+
+/// Number of CPUs this process may run on: with one, spinning only delays
+/// the peer that would end the wait, so spinning waiters yield at once.
+unsigned usable_cpus() noexcept;
+
+/// A process-shared, robust mutex living in shared memory. When a holder
+/// dies, the next lock() succeeds and reports it, so the caller can repair
+/// what the dead holder left half-done.
+class robust_mutex {
+public:
+    /// Initialises the mutex in place (once, by the creator of the memory).
+    void init();
+
+    enum class outcome { acquired, recovered, timeout };
+    /// Locks, waiting up to the deadline. `recovered`: the previous holder
+    /// died holding it; the lock is now held and made consistent again.
+    outcome lock(const deadline& until);
+    bool try_lock(outcome* how = nullptr);
+    void unlock();
+
+private:
+    pthread_mutex_t m_;
+};
+
+static_assert(sizeof(pthread_mutex_t) <= 48, "a robust_mutex fits its cache-line slot");
+
+/// Waits while `word` still holds `observed`, by the given mode, until the
+/// deadline. `waiters` is the count the waking side reads to decide whether a
+/// futex wake-up is needed: this registers in it before sleeping, with the
+/// ordering that makes a lost wake-up impossible (see the .cpp). Returns false
+/// on timeout.
+bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t observed,
+                      std::atomic<std::uint32_t>& waiters, wait_mode mode, const deadline& until,
+                      std::chrono::nanoseconds spin_budget = std::chrono::microseconds(50));
+
+/// The waking side's half: call after publishing the change to `word`
+/// (with a seq_cst store or RMW). Makes the system call only when someone
+/// may be sleeping.
+inline void wake_if_waiting(const std::atomic<std::uint32_t>& word, const std::atomic<std::uint32_t>& waiters,
+                            int n) {
+    if (waiters.load(std::memory_order_seq_cst) != 0) futex_wake(word, n);
+}
+
+} // namespace ipc::sync

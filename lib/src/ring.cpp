@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: MIT
+#include "ipc/ring.hpp"
+
+#include <chrono>
+#include <cstring>
+#include <new>
+
+#include <fmt/format.h>
+
+#include "ipc/error.hpp"
+#include "ipc/fault.hpp"
+
+namespace ipc::ring {
+
+struct alignas(64) channel::control {
+    // Identity: written once by format().
+    std::uint64_t magic;
+    std::uint32_t version;
+    std::uint32_t header;
+    std::uint64_t capacity;
+    std::uint64_t max_msg;
+    std::int64_t created_ns;
+    std::atomic<std::uint64_t> sender_recoveries;
+    std::atomic<std::uint64_t> receiver_recoveries;
+
+    alignas(64) sync::robust_mutex send_lock;
+
+    alignas(64) std::atomic<std::uint64_t> tail;
+    std::atomic<std::uint32_t> tail_tick;
+    std::atomic<std::uint32_t> data_waiters;
+    std::atomic<std::uint64_t> next_seq;
+
+    alignas(64) sync::robust_mutex recv_lock;
+
+    alignas(64) std::atomic<std::uint64_t> head;
+    std::atomic<std::uint32_t> head_tick;
+    std::atomic<std::uint32_t> space_waiters;
+    std::atomic<std::uint64_t> taken;
+};
+
+namespace {
+
+static_assert(sizeof(channel::control) <= header_bytes);
+static_assert(offsetof(channel::control, send_lock) == 64);
+static_assert(offsetof(channel::control, tail) == 128);
+static_assert(offsetof(channel::control, recv_lock) == 192);
+static_assert(offsetof(channel::control, head) == 256);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
+              "atomics in shared memory must be lock-free");
+
+constexpr std::uint32_t kind_message = 1;
+constexpr std::uint32_t kind_padding = 2;
+
+struct record {
+    std::uint32_t size;
+    std::uint32_t kind;
+    std::uint64_t seq;
+};
+static_assert(sizeof(record) == record_header);
+
+error corrupted(const std::string& what) {
+    return error(exit_code::data, "channel is corrupted: " + what, EBADMSG);
+}
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// Holds a robust lock for one scope; counts a recovery.
+class held {
+public:
+    held(sync::robust_mutex& m, std::atomic<std::uint64_t>& recoveries, const deadline& until) : m_(m) {
+        auto r = m.lock(until);
+        ok_ = r != sync::robust_mutex::outcome::timeout;
+        if (r == sync::robust_mutex::outcome::recovered) recoveries.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~held() {
+        if (ok_) m_.unlock();
+    }
+    held(const held&) = delete;
+    held& operator=(const held&) = delete;
+    explicit operator bool() const { return ok_; }
+    void release() {
+        if (ok_) m_.unlock();
+        ok_ = false;
+    }
+    void keep() { ok_ = false; }  // ownership passes to a reservation
+
+private:
+    sync::robust_mutex& m_;
+    bool ok_;
+};
+
+} // namespace
+
+void channel::format(std::span<std::byte> region, std::uint64_t capacity, std::uint64_t max_msg) {
+    capacity = (capacity + 15) & ~std::uint64_t{15};
+    if (region.size() < region_size(capacity)) throw error(exit_code::internal, "channel region too small");
+    if (max_msg == 0 || max_msg > largest_message(capacity))
+        throw usage_error(fmt::format("a largest message of {} bytes does not fit a ring of {} bytes (at most {})",
+                                      max_msg, capacity, largest_message(capacity)));
+    std::memset(region.data(), 0, header_bytes);
+    auto* c = new (region.data()) control;
+    c->version = version;
+    c->header = header_bytes;
+    c->capacity = capacity;
+    c->max_msg = max_msg;
+    c->created_ns = now_ns();
+    c->sender_recoveries.store(0);
+    c->receiver_recoveries.store(0);
+    c->send_lock.init();
+    c->recv_lock.init();
+    c->tail.store(0);
+    c->tail_tick.store(0);
+    c->data_waiters.store(0);
+    c->next_seq.store(1);
+    c->head.store(0);
+    c->head_tick.store(0);
+    c->space_waiters.store(0);
+    c->taken.store(0);
+    // The magic last (release): a reader that sees it sees a formatted channel.
+    std::atomic_ref<std::uint64_t>(c->magic).store(magic, std::memory_order_release);
+}
+
+bool channel::looks_like_channel(std::span<const std::byte> region) {
+    if (region.size() < sizeof(std::uint64_t)) return false;
+    std::uint64_t m;
+    std::memcpy(&m, region.data(), sizeof m);
+    return m == magic;
+}
+
+channel::channel(std::span<std::byte> region) {
+    if (region.size() < header_bytes || !looks_like_channel(region))
+        throw error(exit_code::data, "not a channel (no channel header)", EBADMSG);
+    c_ = std::launder(reinterpret_cast<control*>(region.data()));
+    if (c_->version != version) throw corrupted(fmt::format("unknown version {}", c_->version));
+    if (c_->header != header_bytes || c_->capacity == 0 || c_->capacity % 16 != 0 ||
+        region_size(c_->capacity) > region.size())
+        throw corrupted(fmt::format("capacity {} does not match the segment's {} bytes", c_->capacity, region.size()));
+    if (c_->max_msg == 0 || c_->max_msg > largest_message(c_->capacity))
+        throw corrupted(fmt::format("largest message {} does not fit capacity {}", c_->max_msg, c_->capacity));
+    std::uint64_t h = c_->head.load(std::memory_order_acquire), t = c_->tail.load(std::memory_order_acquire);
+    if (h > t || t - h > c_->capacity || h % 16 != 0 || t % 16 != 0)
+        throw corrupted(fmt::format("head {} and tail {} are inconsistent", h, t));
+    ring_ = region.data() + header_bytes;
+    capacity_ = c_->capacity;
+}
+
+std::uint64_t channel::max_msg() const { return c_->max_msg; }
+
+bool channel::wait_for_room(std::uint64_t tail, std::uint64_t need, const deadline& until, sync::wait_mode mode) {
+    for (;;) {
+        // The tick first: a take that lands after this read changes it.
+        std::uint32_t tick = c_->head_tick.load(std::memory_order_acquire);
+        std::uint64_t head = c_->head.load(std::memory_order_acquire);
+        if (capacity_ - (tail - head) >= need) return true;
+        if (!sync::wait_while_equal(c_->head_tick, tick, c_->space_waiters, mode, until)) return false;
+    }
+}
+
+std::optional<channel::reservation> channel::reserve(std::size_t n, const deadline& until, sync::wait_mode mode) {
+    if (n > c_->max_msg)
+        throw error(exit_code::data,
+                    fmt::format("message of {} bytes is over the channel's largest message ({} bytes); nothing sent", n,
+                                c_->max_msg),
+                    EMSGSIZE);
+    held lock(c_->send_lock, c_->sender_recoveries, until);
+    if (!lock) return std::nullopt;
+    std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);  // ours: we hold the sender lock
+    std::uint64_t rec = record_size(n);
+    std::uint64_t pos = tail % capacity_;
+    std::uint64_t to_end = capacity_ - pos;
+    std::uint64_t need = rec + (to_end < rec ? to_end : 0);
+    if (!wait_for_room(tail, need, until, mode)) return std::nullopt;
+    if (to_end < rec) {
+        // Fill to the end with padding; the record starts at offset 0. Not
+        // published until tail moves, so a crash here leaves nothing.
+        record pad{static_cast<std::uint32_t>(to_end - record_header), kind_padding, 0};
+        std::memcpy(ring_ + pos, &pad, sizeof pad);
+        fault::point("ring.send.padded");
+        tail += to_end;
+        pos = 0;
+    }
+    lock.keep();
+    return reservation(this, tail, std::span<std::byte>(ring_ + pos + record_header, n));
+}
+
+std::uint64_t channel::publish(std::uint64_t tail, std::size_t n) {
+    std::uint64_t seq = c_->next_seq.load(std::memory_order_relaxed);
+    record r{static_cast<std::uint32_t>(n), kind_message, seq};
+    std::memcpy(ring_ + tail % capacity_, &r, sizeof r);
+    fault::point("ring.send.before_commit");
+    c_->next_seq.store(seq + 1, std::memory_order_relaxed);
+    // The commit point: the record's bytes happen-before any receiver's read.
+    c_->tail.store(tail + record_size(n), std::memory_order_release);
+    c_->tail_tick.store(c_->tail_tick.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+    fault::point("ring.send.after_commit");
+    return seq;
+}
+
+channel::reservation::reservation(reservation&& o) noexcept : ch_(o.ch_), tail_(o.tail_), data_(o.data_) {
+    o.ch_ = nullptr;
+}
+
+channel::reservation::~reservation() {
+    if (ch_) ch_->c_->send_lock.unlock();  // nothing published
+}
+
+std::uint64_t channel::reservation::commit(std::size_t n) {
+    if (!ch_) throw error(exit_code::internal, "reservation committed twice");
+    if (n > data_.size()) throw error(exit_code::internal, "commit larger than the reservation");
+    channel* ch = ch_;
+    ch_ = nullptr;
+    std::uint64_t seq = ch->publish(tail_, n);
+    ch->c_->send_lock.unlock();
+    sync::wake_if_waiting(ch->c_->tail_tick, ch->c_->data_waiters, 1);
+    return seq;
+}
+
+bool channel::send(std::string_view payload, const deadline& until, sync::wait_mode mode) {
+    auto r = reserve(payload.size(), until, mode);
+    if (!r) return false;
+    if (!payload.empty()) {
+        // Half the payload, then the fault point: a sender killed mid-copy.
+        std::memcpy(r->data().data(), payload.data(), payload.size() / 2);
+        fault::point("ring.send.mid_copy");
+        std::memcpy(r->data().data() + payload.size() / 2, payload.data() + payload.size() / 2,
+                    payload.size() - payload.size() / 2);
+    }
+    r->commit(payload.size());
+    return true;
+}
+
+std::optional<std::uint64_t> channel::receive_into(std::string& out, const deadline& until, sync::wait_mode mode) {
+    for (;;) {
+        std::uint32_t tick = c_->tail_tick.load(std::memory_order_acquire);
+        {
+            held lock(c_->recv_lock, c_->receiver_recoveries, until);
+            if (!lock) return std::nullopt;
+            std::uint64_t head = c_->head.load(std::memory_order_relaxed);  // ours: we hold the receiver lock
+            std::uint64_t tail = c_->tail.load(std::memory_order_acquire);
+            while (head != tail) {
+                if (tail - head > capacity_ || head % 16 != 0)
+                    throw corrupted(fmt::format("head {} and tail {} are inconsistent", head, tail));
+                std::uint64_t pos = head % capacity_;
+                record r;
+                std::memcpy(&r, ring_ + pos, sizeof r);
+                std::uint64_t to_end = capacity_ - pos;
+                if (r.kind == kind_padding) {
+                    if (r.size + record_header != to_end)
+                        throw corrupted(fmt::format("padding at offset {} does not reach the end", pos));
+                    head += to_end;
+                    continue;
+                }
+                if (r.kind != kind_message || r.size > c_->max_msg || record_size(r.size) > to_end ||
+                    record_size(r.size) > tail - head)
+                    throw corrupted(fmt::format("bad record at offset {} (kind {}, size {})", pos, r.kind, r.size));
+                out.resize(r.size);
+                if (r.size) std::memcpy(out.data(), ring_ + pos + record_header, r.size);
+                fault::point("ring.recv.before_take");
+                // The take point: after this the space may be reused.
+                c_->head.store(head + record_size(r.size), std::memory_order_release);
+                fault::point("ring.recv.after_take");
+                c_->taken.fetch_add(1, std::memory_order_relaxed);
+                c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+                lock.release();
+                sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX);
+                return r.seq;
+            }
+            if (head != c_->head.load(std::memory_order_relaxed)) {
+                // Only padding was skipped: record that, so nobody skips it again.
+                c_->head.store(head, std::memory_order_release);
+                c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+            }
+        }
+        if (!sync::wait_while_equal(c_->tail_tick, tick, c_->data_waiters, mode, until)) return std::nullopt;
+    }
+}
+
+std::optional<channel::message> channel::receive(const deadline& until, sync::wait_mode mode) {
+    message m;
+    auto seq = receive_into(m.data, until, mode);
+    if (!seq) return std::nullopt;
+    m.seq = *seq;
+    return m;
+}
+
+stats channel::stat() const {
+    stats s;
+    s.capacity = capacity_;
+    s.max_msg = c_->max_msg;
+    std::uint64_t head = c_->head.load(std::memory_order_acquire);
+    std::uint64_t tail = c_->tail.load(std::memory_order_acquire);
+    s.used_bytes = tail >= head ? tail - head : 0;
+    s.sent = c_->next_seq.load(std::memory_order_acquire) - 1;
+    s.taken = c_->taken.load(std::memory_order_acquire);
+    s.messages = s.sent >= s.taken ? s.sent - s.taken : 0;
+    s.senders_waiting = c_->space_waiters.load(std::memory_order_relaxed);
+    s.receivers_waiting = c_->data_waiters.load(std::memory_order_relaxed);
+    s.sender_recoveries = c_->sender_recoveries.load(std::memory_order_relaxed);
+    s.receiver_recoveries = c_->receiver_recoveries.load(std::memory_order_relaxed);
+    s.created_ns = c_->created_ns;
+    return s;
+}
+
+} // namespace ipc::ring
