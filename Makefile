@@ -12,7 +12,7 @@ CTEST_ARGS ?=
 
 CONFIGURE = cmake -S . -B $(1) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DIPC_WERROR=$(WERROR) $(CMAKE_ARGS) $(2) >/dev/null
 
-.PHONY: all deps build test demo install man sanitize tsan bench bench-pipe bench-mq clean distclean
+.PHONY: all deps build test demo install man sanitize tsan torture bench bench-pipe bench-mq clean distclean
 
 all: build
 
@@ -50,6 +50,12 @@ tsan: deps
 	@$(call CONFIGURE,$(BUILD)-tsan,-DIPC_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug)
 	@cmake --build $(BUILD)-tsan -j $(JOBS)
 	cd $(BUILD)-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# The long crash run: random kill points from a printed seed (TORTURE_ROUNDS,
+# IPC_TORTURE_SEED to reproduce one).
+TORTURE_ROUNDS ?= 400
+torture: build
+	$(BUILD)/tests/channel_torture --rounds $(TORTURE_ROUNDS)
 
 # Benchmarks are not tests: ratios against a baseline measured in the same run.
 bench: bench-pipe bench-mq
