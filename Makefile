@@ -12,7 +12,7 @@ CTEST_ARGS ?=
 
 CONFIGURE = cmake -S . -B $(1) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DIPC_WERROR=$(WERROR) $(CMAKE_ARGS) $(2) >/dev/null
 
-.PHONY: all deps build test demo install man sanitize tsan torture bench bench-pipe bench-mq clean distclean
+.PHONY: all deps build test demo install man sanitize tsan torture bench bench-pipe bench-mq bench-shm clean distclean
 
 all: build
 
@@ -58,7 +58,7 @@ torture: build
 	$(BUILD)/tests/channel_torture --rounds $(TORTURE_ROUNDS)
 
 # Benchmarks are not tests: ratios against a baseline measured in the same run.
-bench: bench-pipe bench-mq
+bench: bench-pipe bench-mq bench-shm
 
 bench-pipe: build
 	@tools/deps.sh bench
@@ -67,6 +67,10 @@ bench-pipe: build
 bench-mq: build
 	@tools/deps.sh bench
 	@bench/mq-throughput.sh $(BUILD)
+
+bench-shm: build
+	@tools/deps.sh bench
+	@bench/shm-channel.sh $(BUILD)
 
 clean:
 	cmake --build $(BUILD) --target clean

@@ -62,7 +62,7 @@ function __ipc_shm_args
             printf '%s\n' $t
         else if test "$t" = --
             set dashdash 1
-            echo --
+            printf '%s\n' --
         else if contains -- $t --output --size --max-bytes --max-msg-size --value --key --id --mode --match \
                 --older-than --owner --kind --offset --length --data --file --timeout --interval --count --wait
             set skip 1
@@ -243,7 +243,11 @@ function __ipc_shm_command
     if not __ipc_shm_no_names; and not test (count (string match -v -- -- $args[1..$i])) -ge 1
         set -e rest[1]
     end
-    __fish_complete_subcommand --commandline (string escape -- $rest) (commandline -ct)
+    if set -q rest[1]
+        __fish_complete_subcommand --commandline (string escape -- $rest) (commandline -ct)
+    else
+        __fish_complete_command
+    end
 end
 
 complete -c ipc-shm -f
@@ -358,5 +362,5 @@ complete -c ipc-shm -n '__ipc_shm_at_name wait 0; and __ipc_shm_has_flag --exist
 
 # run: the semaphore, then '--' and the COMMAND with its arguments
 complete -c ipc-shm -n '__ipc_shm_at_name run 0; and not __ipc_shm_at_command' -a '(__ipc_shm_names sem)'
-complete -c ipc-shm -n __ipc_shm_before_command -a -- -d 'End of options; the COMMAND follows'
+complete -c ipc-shm -n __ipc_shm_before_command --arguments=-- -d 'End of options; the COMMAND follows'
 complete -c ipc-shm -n __ipc_shm_at_command -a '(__ipc_shm_command)'

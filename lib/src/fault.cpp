@@ -39,9 +39,15 @@ config& cfg() {
 
 } // namespace
 
-bool enabled() noexcept { return cfg().on; }
+bool armed = [] {
+    const char* v = std::getenv("IPC_FAULT");
+    return v && *v;
+}();
 
-void arm(std::string_view spec) { configure(cfg(), spec); }
+void arm(std::string_view spec) {
+    configure(cfg(), spec);
+    armed = true;
+}
 
 void hit(std::string_view name) noexcept {
     auto& c = cfg();

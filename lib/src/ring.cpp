@@ -29,6 +29,7 @@ struct alignas(64) channel::control {
     std::atomic<std::uint32_t> tail_tick;
     std::atomic<std::uint32_t> data_waiters;
     std::atomic<std::uint64_t> next_seq;
+    std::atomic<std::uint64_t> cached_head;  // senders' last look at head: saves a cache miss per send
 
     alignas(64) sync::robust_mutex recv_lock;
 
@@ -115,6 +116,7 @@ void channel::format(std::span<std::byte> region, std::uint64_t capacity, std::u
     c->tail_tick.store(0);
     c->data_waiters.store(0);
     c->next_seq.store(1);
+    c->cached_head.store(0);
     c->head.store(0);
     c->head_tick.store(0);
     c->space_waiters.store(0);
@@ -150,10 +152,14 @@ channel::channel(std::span<std::byte> region) {
 std::uint64_t channel::max_msg() const { return c_->max_msg; }
 
 bool channel::wait_for_room(std::uint64_t tail, std::uint64_t need, const deadline& until, sync::wait_mode mode) {
+    // head only grows: if the last value seen leaves room, there is room, and
+    // the receivers' cache line need not be fetched.
+    if (capacity_ - (tail - c_->cached_head.load(std::memory_order_relaxed)) >= need) return true;
     for (;;) {
         // The tick first: a take that lands after this read changes it.
         std::uint32_t tick = c_->head_tick.load(std::memory_order_acquire);
         std::uint64_t head = c_->head.load(std::memory_order_acquire);
+        c_->cached_head.store(head, std::memory_order_relaxed);
         if (capacity_ - (tail - head) >= need) return true;
         if (!sync::wait_while_equal(c_->head_tick, tick, c_->space_waiters, mode, until)) return false;
     }
@@ -219,22 +225,56 @@ std::uint64_t channel::reservation::commit(std::size_t n) {
 }
 
 bool channel::send(std::string_view payload, const deadline& until, sync::wait_mode mode) {
-    auto r = reserve(payload.size(), until, mode);
-    if (!r) return false;
-    if (!payload.empty()) {
-        // Half the payload, then the fault point: a sender killed mid-copy.
-        std::memcpy(r->data().data(), payload.data(), payload.size() / 2);
-        fault::point("ring.send.mid_copy");
-        std::memcpy(r->data().data() + payload.size() / 2, payload.data() + payload.size() / 2,
-                    payload.size() - payload.size() / 2);
+    // reserve() and commit() inlined: the common path of every message.
+    std::size_t n = payload.size();
+    if (n > c_->max_msg)
+        throw error(exit_code::data,
+                    fmt::format("message of {} bytes is over the channel's largest message ({} bytes); nothing sent", n,
+                                c_->max_msg),
+                    EMSGSIZE);
+    held lock(c_->send_lock, c_->sender_recoveries, until);
+    if (!lock) return false;
+    std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);
+    std::uint64_t rec = record_size(n);
+    std::uint64_t pos = tail % capacity_;
+    std::uint64_t to_end = capacity_ - pos;
+    std::uint64_t need = rec + (to_end < rec ? to_end : 0);
+    if (!wait_for_room(tail, need, until, mode)) return false;
+    if (to_end < rec) {
+        record pad{static_cast<std::uint32_t>(to_end - record_header), kind_padding, 0};
+        std::memcpy(ring_ + pos, &pad, sizeof pad);
+        fault::point("ring.send.padded");
+        tail += to_end;
+        pos = 0;
     }
-    r->commit(payload.size());
+    std::byte* dst = ring_ + pos + record_header;
+    if (n) {
+        // Half the payload, then the fault point: a sender killed mid-copy.
+        std::memcpy(dst, payload.data(), n / 2);
+        fault::point("ring.send.mid_copy");
+        std::memcpy(dst + n / 2, payload.data() + n / 2, n - n / 2);
+    }
+    std::uint64_t next = publish(tail, n), after = tail + record_size(n);
+    (void)next;
+    // Ask for the next record's cache lines now, so that the receiver's copy
+    // of them is invalidated while we are not waiting on it: the full barrier
+    // of the next publish then has little in the store buffer to drain.
+    std::byte* ahead = ring_ + after % capacity_;
+    __builtin_prefetch(ahead, 1);
+    __builtin_prefetch(ahead + 64, 1);
+    lock.release();
+    sync::wake_if_waiting(c_->tail_tick, c_->data_waiters, 1);
     return true;
 }
 
 std::optional<std::uint64_t> channel::receive_into(std::string& out, const deadline& until, sync::wait_mode mode) {
     for (;;) {
         std::uint32_t tick = c_->tail_tick.load(std::memory_order_acquire);
+        // Empty at a glance: wait without touching the receiver lock.
+        if (c_->head.load(std::memory_order_acquire) == c_->tail.load(std::memory_order_acquire)) {
+            if (!sync::wait_while_equal(c_->tail_tick, tick, c_->data_waiters, mode, until)) return std::nullopt;
+            continue;
+        }
         {
             held lock(c_->recv_lock, c_->receiver_recoveries, until);
             if (!lock) return std::nullopt;
@@ -262,7 +302,7 @@ std::optional<std::uint64_t> channel::receive_into(std::string& out, const deadl
                 // The take point: after this the space may be reused.
                 c_->head.store(head + record_size(r.size), std::memory_order_release);
                 fault::point("ring.recv.after_take");
-                c_->taken.fetch_add(1, std::memory_order_relaxed);
+                c_->taken.store(c_->taken.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
                 c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
                 lock.release();
                 sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX);

@@ -4,6 +4,13 @@
 #include <cerrno>
 #include <climits>
 #include <ctime>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <csignal>
+
+#include <fcntl.h>
+#include <pthread.h>
 
 #include <linux/futex.h>
 #include <sched.h>
@@ -71,71 +78,133 @@ unsigned usable_cpus() noexcept {
     return static_cast<unsigned>(CPU_COUNT(&set));
 }
 
+namespace {
+
+constexpr std::uint32_t waiters_bit = 0x80000000u;  // thread ids stay below 2^22 (pid_max)
+
+// This thread's id and start time (clock ticks since boot), read once.
+struct self_identity {
+    std::uint32_t tid;
+    std::uint64_t start;
+};
+
+std::uint64_t start_time_of(std::uint32_t tid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%u/stat", tid);
+    unique_fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd) return 0;
+    char buf[1024];
+    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    const char* p = std::strrchr(buf, ')');
+    if (!p) return 0;
+    // After ") " come fields 3..: the start time is field 22.
+    int field = 2;
+    for (; *p && field < 22; ++p)
+        if (*p == ' ') ++field;
+    return std::strtoull(p, nullptr, 10);
+}
+
+thread_local self_identity t_self{0, 0};
+
+// A forked child is another thread: it must not take locks under its
+// parent's identity.
+extern "C" void forget_identity() { t_self.tid = 0; }
+
+const self_identity& self() {
+    if (t_self.tid == 0) {
+        static bool registered = [] { return ::pthread_atfork(nullptr, nullptr, forget_identity) == 0; }();
+        (void)registered;
+        t_self.tid = static_cast<std::uint32_t>(::gettid());
+        t_self.start = start_time_of(t_self.tid);
+    }
+    return t_self;
+}
+
+// Whether the thread that took the lock is gone.
+bool owner_gone(std::uint32_t tid, std::uint64_t start) {
+    if (::kill(static_cast<pid_t>(tid), 0) < 0 && errno == ESRCH) return true;
+    std::uint64_t now = start_time_of(tid);
+    return now != 0 && start != 0 && now != start;  // the id now names another thread
+}
+
+} // namespace
+
 void robust_mutex::init() {
-    pthread_mutexattr_t a;
-    ::pthread_mutexattr_init(&a);
-    ::pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    ::pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    ::pthread_mutex_init(&m_, &a);
-    ::pthread_mutexattr_destroy(&a);
+    word_.store(0);
+    reserved_.store(0);
+    owner_start_.store(0);
+}
+
+std::uint32_t robust_mutex::owner() const noexcept { return word_.load(std::memory_order_relaxed) & ~waiters_bit; }
+
+bool robust_mutex::try_lock(outcome* how) {
+    std::uint32_t expected = 0;
+    const auto& me = self();
+    if (!word_.compare_exchange_strong(expected, me.tid, std::memory_order_acquire, std::memory_order_relaxed))
+        return false;
+    owner_start_.store(me.start, std::memory_order_relaxed);
+    if (how) *how = outcome::acquired;
+    return true;
 }
 
 robust_mutex::outcome robust_mutex::lock(const deadline& until) {
+    outcome fast;
+    if (try_lock(&fast)) return fast;  // uncontended: one compare-and-swap
+    const auto& me = self();
+    auto waited_since = std::chrono::steady_clock::now();
     for (;;) {
         check_interrupt();
-        // timedlock (CLOCK_REALTIME) rather than clocklock: sanitizers know it.
-        // Each slice is short, so a clock step only shifts one slice.
-        timespec abs{};
-        ::clock_gettime(CLOCK_REALTIME, &abs);
-        std::int64_t ns = static_cast<std::int64_t>(abs.tv_nsec) + next_slice(until).count();
-        abs.tv_sec += static_cast<time_t>(ns / 1'000'000'000);
-        abs.tv_nsec = static_cast<long>(ns % 1'000'000'000);
-        int r = ::pthread_mutex_timedlock(&m_, &abs);
-        if (r == 0) return outcome::acquired;
-        if (r == EOWNERDEAD) {
-            // The holder died: the lock is ours; the caller repairs its data.
-            ::pthread_mutex_consistent(&m_);
-            return outcome::recovered;
-        }
-        if (r == ETIMEDOUT) {
-            if (until.expired()) return outcome::timeout;
+        std::uint32_t v = word_.load(std::memory_order_relaxed);
+        if (v == 0) {
+            // Others may still sleep: keep the waiters bit, so unlock wakes them.
+            if (word_.compare_exchange_strong(v, me.tid | waiters_bit, std::memory_order_acquire)) break;
             continue;
         }
-        if (r == ENOTRECOVERABLE)
-            throw error(exit_code::data, "a lock in shared memory is unrecoverable (its holder died and nobody repaired it)",
-                        r);
-        throw system_error(r, "lock", "mutex", "");
+        // A dead owner never unlocks: take over at once. (The start-time check
+        // against a reused thread id costs a /proc read: only after a while.)
+        std::uint32_t owner = v & ~waiters_bit;
+        bool long_wait = std::chrono::steady_clock::now() - waited_since > std::chrono::milliseconds(20);
+        bool gone = (::kill(static_cast<pid_t>(owner), 0) < 0 && errno == ESRCH) ||
+                    (long_wait && owner_gone(owner, owner_start_.load(std::memory_order_relaxed)));
+        if (gone) {
+            if (word_.compare_exchange_strong(v, me.tid | (v & waiters_bit), std::memory_order_acquire)) {
+                owner_start_.store(me.start, std::memory_order_relaxed);
+                return outcome::recovered;
+            }
+            continue;
+        }
+        if (until.expired()) return outcome::timeout;
+        if (!(v & waiters_bit) && !word_.compare_exchange_strong(v, v | waiters_bit, std::memory_order_relaxed))
+            continue;
+        // Sleep in short slices: a dead owner never wakes anyone.
+        auto left = until.remaining();
+        futex_wait(word_, v | waiters_bit,
+                   left && *left < std::chrono::milliseconds(20) ? until
+                                                                 : deadline::after(std::chrono::milliseconds(20)));
     }
+    owner_start_.store(me.start, std::memory_order_relaxed);
+    return outcome::acquired;
 }
 
-bool robust_mutex::try_lock(outcome* how) {
-    int r = ::pthread_mutex_trylock(&m_);
-    if (r == 0) {
-        if (how) *how = outcome::acquired;
-        return true;
-    }
-    if (r == EOWNERDEAD) {
-        ::pthread_mutex_consistent(&m_);
-        if (how) *how = outcome::recovered;
-        return true;
-    }
-    if (r == EBUSY) return false;
-    throw system_error(r, "lock", "mutex", "");
+void robust_mutex::unlock() {
+    if (word_.exchange(0, std::memory_order_release) & waiters_bit) futex_wake(word_, 1);
 }
-
-void robust_mutex::unlock() { ::pthread_mutex_unlock(&m_); }
 
 bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t observed,
                       std::atomic<std::uint32_t>& waiters, wait_mode mode, const deadline& until,
                       std::chrono::nanoseconds spin_budget) {
     if (word.load(std::memory_order_acquire) != observed) return true;
     if (mode != wait_mode::block) {
-        // With one CPU the peer cannot run while we spin: yield at every turn.
-        static const bool alone = usable_cpus() < 2;
+        // Spin with pause for a few microseconds; after that yield now and
+        // then, so that a peer that shares our CPU gets to run. On a machine
+        // with one CPU the peer can only run if we yield: yield at once.
+        static const bool one_cpu = ::sysconf(_SC_NPROCESSORS_ONLN) < 2;
         auto start = std::chrono::steady_clock::now();
         for (std::uint32_t i = 1;; ++i) {
             if (word.load(std::memory_order_acquire) != observed) return true;
-            if (alone || i % 1024 == 0) ::sched_yield();
+            if (one_cpu || (i > 4096 && i % 64 == 0)) ::sched_yield();
             else cpu_relax();
             if (i % 256 == 0) {
                 if (pending_interrupt()) check_interrupt();

@@ -7,7 +7,9 @@
 # through compinit. Per binary, its operands too: for ipc-pipe a FIFO in a
 # temporary directory for `recv`; for ipc-mq a System V queue the test makes
 # for `recv -i` and `recv -k` (and, when the mqueue file system is mounted, a
-# POSIX queue for `recv`).
+# POSIX queue for `recv`); for ipc-shm a segment, a semaphore and a channel in
+# /dev/shm for `stat`, `read`, `post` and `recv`, and a System V segment and
+# semaphore set for `-k` and `-i`.
 # Usage: tests/cli/completion_test.sh BINARY SOURCE_DIR
 set -u
 
@@ -27,10 +29,11 @@ zsh_comp=$src/completions/zsh/_$name
 export name func
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ipc-completion.XXXXXX") || exit 1
-# Queues the test makes (ipc-mq) are removed on the way out, however it ends.
-cleanup_queues=
+# Queues and shared memory objects the test makes (ipc-mq, ipc-shm) are
+# removed on the way out, however it ends.
+cleanup_objects=
 cleanup() {
-    if [ -n "$cleanup_queues" ]; then eval "$cleanup_queues"; fi
+    if [ -n "$cleanup_objects" ]; then eval "$cleanup_objects"; fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -92,6 +95,9 @@ done
 # Fixtures. ipc-pipe: a FIFO, a plain file, FIFOs in a subdirectory and in
 # one whose name has a space. ipc-mq: a System V queue (its key and id), and a
 # POSIX queue when the mqueue file system is mounted (`ipc-mq ls` works).
+# ipc-shm: a segment, a semaphore (/dev/shm/sem.NAME, offered as /NAME) and a
+# channel in /dev/shm; a System V segment and a System V semaphore set (their
+# keys and ids).
 fixtures=$tmp/fixtures
 case $name in
 ipc-pipe)
@@ -116,7 +122,7 @@ ipc-mq)
         fail "cannot make a System V queue with '$bin create --key'"
         exit 1
     fi
-    cleanup_queues="\"\$bin\" rm -q --key $mq_key"
+    cleanup_objects="\"\$bin\" rm -q --key $mq_key"
     # Its id: /proc/sysvipc/msg lists the key in decimal, the columns are
     # named by the header line.
     mq_id=$(awk -v key=$((mq_key)) 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
@@ -126,12 +132,67 @@ ipc-mq)
     if "$bin" ls >/dev/null 2>&1; then
         mq_name=/ipc-completion-test.$$
         if "$bin" create -q -x "$mq_name"; then
-            cleanup_queues="$cleanup_queues; \"\$bin\" rm -q $mq_name"
+            cleanup_objects="$cleanup_objects; \"\$bin\" rm -q $mq_name"
         else
             fail "cannot make the POSIX queue $mq_name"
             mq_name=
         fi
     fi
+    ;;
+ipc-shm)
+    shm_seg=/ipc-completion-test.$$
+    shm_sem=/ipc-completion-test-sem.$$
+    shm_chan=/ipc-completion-test-chan.$$
+    if ! "$bin" create -q -x --size 1 "$shm_seg"; then
+        fail "cannot make the segment $shm_seg"
+        exit 1
+    fi
+    cleanup_objects="\"\$bin\" rm -q $shm_seg"
+    if ! "$bin" create -q -x --semaphore "$shm_sem"; then
+        fail "cannot make the semaphore $shm_sem"
+        exit 1
+    fi
+    cleanup_objects="$cleanup_objects; \"\$bin\" rm -q $shm_sem"
+    if ! "$bin" create -q -x --channel --max-bytes 4K "$shm_chan"; then
+        fail "cannot make the channel $shm_chan"
+        exit 1
+    fi
+    cleanup_objects="$cleanup_objects; \"\$bin\" rm -q $shm_chan"
+    # Keys of our own (the segment's and the semaphore set's differ): a few
+    # tries, in case another process holds one.
+    shm_key='' sem_key=''
+    for try in 0 1 2 3 4 5 6 7; do
+        k=$(printf '0x7d%06x' $((($$ * 8 + try) % 16777216)))
+        if "$bin" create -q -x --key "$k" --size 1 2>/dev/null; then
+            shm_key=$k
+            break
+        fi
+    done
+    if [ -z "$shm_key" ]; then
+        fail "cannot make a System V segment with '$bin create --key'"
+        exit 1
+    fi
+    cleanup_objects="$cleanup_objects; \"\$bin\" rm -q --key $shm_key"
+    for try in 0 1 2 3 4 5 6 7; do
+        k=$(printf '0x7c%06x' $((($$ * 8 + try) % 16777216)))
+        if "$bin" create -q -x --semaphore --key "$k" 2>/dev/null; then
+            sem_key=$k
+            break
+        fi
+    done
+    if [ -z "$sem_key" ]; then
+        fail "cannot make a System V semaphore set with '$bin create --semaphore --key'"
+        exit 1
+    fi
+    cleanup_objects="$cleanup_objects; \"\$bin\" rm -q --semaphore --key $sem_key"
+    # Their ids: /proc/sysvipc/shm and /proc/sysvipc/sem list the keys in
+    # decimal, the columns are named by the header line.
+    shm_id=$(awk -v key=$((shm_key)) 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+        $c["key"] == key { print $c["shmid"] }' /proc/sysvipc/shm)
+    [ -n "$shm_id" ] || fail "segment $shm_key is not in /proc/sysvipc/shm"
+    sem_id=$(awk -v key=$((sem_key)) 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+        $c["key"] == key { print $c["semid"] }' /proc/sysvipc/sem)
+    [ -n "$sem_id" ] || fail "semaphore set $sem_key is not in /proc/sysvipc/sem"
     ;;
 esac
 
@@ -233,6 +294,74 @@ bash_checks_ipc_mq() {
     fi
 }
 
+# bash_checks_ipc_shm MODE TAG: the test's objects for the NAMEs of the verbs
+# that take them (semaphores as /NAME for post, wait, run and stat), the
+# System V segment and semaphore set for -k and -i, option values, and
+# commands after run's '--'.
+bash_checks_ipc_shm() {
+    mode=$1 tag=$2
+    bash_complete "$mode" "$name" stat '' >"$out" || fail "$tag: $name stat <TAB> failed"
+    expect_line "$tag: stat" "$out" "$shm_seg"
+    expect_line "$tag: stat" "$out" "$shm_sem"
+    expect_line "$tag: stat" "$out" "$shm_chan"
+    bash_complete "$mode" "$name" stat "${shm_seg#/}" >"$out" || fail "$tag: $name stat NAME<TAB> failed"
+    printf '%s\n' "${shm_seg#/}" >"$tmp/expected"
+    expect_same "$tag: stat NAME without its /" "$tmp/expected" "$out"
+    bash_complete "$mode" "$name" stat -k "$shm_key" '' >"$out" || fail "$tag: $name stat -k KEY <TAB> failed"
+    expect_no_line "$tag: stat -k KEY" "$out" "$shm_seg"
+
+    bash_complete "$mode" "$name" create '' >"$out" || fail "$tag: $name create <TAB> failed"
+    expect_no_line "$tag: create" "$out" "$shm_seg"
+    bash_complete "$mode" "$name" post '' >"$out" || fail "$tag: $name post <TAB> failed"
+    expect_line "$tag: post" "$out" "$shm_sem"
+    expect_no_line "$tag: post" "$out" "$shm_seg"
+    bash_complete "$mode" "$name" wait --exists '' >"$out" || fail "$tag: $name wait --exists <TAB> failed"
+    expect_line "$tag: wait --exists" "$out" "$shm_seg"
+    bash_complete "$mode" "$name" recv '' >"$out" || fail "$tag: $name recv <TAB> failed"
+    expect_line "$tag: recv" "$out" "$shm_chan"
+    expect_no_line "$tag: recv" "$out" "$shm_seg"
+    expect_no_line "$tag: recv" "$out" "$shm_sem"
+    bash_complete "$mode" "$name" read '' >"$out" || fail "$tag: $name read <TAB> failed"
+    expect_line "$tag: read" "$out" "$shm_seg"
+    expect_no_line "$tag: read" "$out" "$shm_chan"
+    expect_no_line "$tag: read" "$out" "$shm_sem"
+
+    bash_complete "$mode" "$name" read -k '' >"$out" || fail "$tag: $name read -k <TAB> failed"
+    expect_line "$tag: read -k" "$out" "$shm_key"
+    expect_no_line "$tag: read -k" "$out" "$sem_key"
+    bash_complete "$mode" "$name" read --id= >"$out" || fail "$tag: $name read --id=<TAB> failed"
+    expect_line "$tag: read --id=" "$out" "$shm_id"
+    bash_complete "$mode" "$name" post -k '' >"$out" || fail "$tag: $name post -k <TAB> failed"
+    expect_line "$tag: post -k" "$out" "$sem_key"
+    expect_no_line "$tag: post -k" "$out" "$shm_key"
+    bash_complete "$mode" "$name" post -i '' >"$out" || fail "$tag: $name post -i <TAB> failed"
+    expect_line "$tag: post -i" "$out" "$sem_id"
+    bash_complete "$mode" "$name" stat --semaphore -k '' >"$out" || fail "$tag: $name stat --semaphore -k <TAB> failed"
+    expect_line "$tag: stat --semaphore -k" "$out" "$sem_key"
+
+    bash_complete "$mode" "$name" recv -w '' >"$out" || fail "$tag: $name recv -w <TAB> failed"
+    printf '%s\n' spin block adaptive >"$tmp/expected"
+    expect_same "$tag: values of -w" "$tmp/expected" "$out"
+    bash_complete "$mode" "$name" ls --kind '' >"$out" || fail "$tag: $name ls --kind <TAB> failed"
+    printf '%s\n' segment consistent channel semaphore mailbox other >"$tmp/expected"
+    expect_same "$tag: values of --kind" "$tmp/expected" "$out"
+    bash_complete "$mode" "$name" create -s '' >"$out" || fail "$tag: $name create -s <TAB> failed"
+    printf '%s\n' 4K 64K 1M >"$tmp/expected"
+    expect_same "$tag: values of -s" "$tmp/expected" "$out"
+    bash_complete "$mode" "$name" watch --interval '' >"$out" || fail "$tag: $name watch --interval <TAB> failed"
+    printf '%s\n' 50ms 200ms 1s >"$tmp/expected"
+    expect_same "$tag: values of --interval" "$tmp/expected" "$out"
+
+    bash_complete "$mode" "$name" run "$shm_sem" '' >"$out" || fail "$tag: $name run NAME <TAB> failed"
+    printf '%s\n' -- >"$tmp/expected"
+    expect_same "$tag: run NAME" "$tmp/expected" "$out"
+    # bash-completion's _command_offset calls compopt, which complains
+    # outside a real completion.
+    bash_complete "$mode" "$name" run "$shm_sem" -- ech 2>/dev/null >"$out" ||
+        fail "$tag: $name run NAME -- ech<TAB> failed"
+    expect_line "$tag: run NAME -- COMMAND" "$out" echo
+}
+
 # Without bash-completion, and with it when it is installed (or named by
 # $IPC_BASH_COMPLETION).
 bash_completion=${IPC_BASH_COMPLETION:-/usr/share/bash-completion/bash_completion}
@@ -275,6 +404,7 @@ for mode in $bash_modes; do
     case $name in
     ipc-pipe) bash_checks_ipc_pipe "$mode" "$tag" ;;
     ipc-mq) bash_checks_ipc_mq "$mode" "$tag" ;;
+    ipc-shm) bash_checks_ipc_shm "$mode" "$tag" ;;
     esac
 done
 
@@ -354,6 +484,88 @@ fish_checks_ipc_mq() {
     fi
 }
 
+# fish_checks_ipc_shm: the test's objects for the NAMEs of the verbs that take
+# them, the System V segment and semaphore set for -k and -i, option values,
+# and commands after run's '--'.
+fish_checks_ipc_shm() {
+    fish_complete "$name stat " >"$out" || fail "$tag: $name stat <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: stat" "$out.words" "$shm_seg"
+    expect_line "$tag: stat" "$out.words" "$shm_sem"
+    expect_line "$tag: stat" "$out.words" "$shm_chan"
+    fish_complete "$name stat ${shm_seg#/}" >"$out" || fail "$tag: $name stat NAME<TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' "${shm_seg#/}" >"$tmp/expected"
+    expect_same "$tag: stat NAME without its /" "$tmp/expected" "$out.words"
+    fish_complete "$name stat -k $shm_key " >"$out" || fail "$tag: $name stat -k KEY <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_no_line "$tag: stat -k KEY" "$out.words" "$shm_seg"
+
+    fish_complete "$name create " >"$out" || fail "$tag: $name create <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_no_line "$tag: create" "$out.words" "$shm_seg"
+    fish_complete "$name post " >"$out" || fail "$tag: $name post <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: post" "$out.words" "$shm_sem"
+    expect_no_line "$tag: post" "$out.words" "$shm_seg"
+    fish_complete "$name wait --exists " >"$out" || fail "$tag: $name wait --exists <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: wait --exists" "$out.words" "$shm_seg"
+    fish_complete "$name recv " >"$out" || fail "$tag: $name recv <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: recv" "$out.words" "$shm_chan"
+    expect_no_line "$tag: recv" "$out.words" "$shm_seg"
+    expect_no_line "$tag: recv" "$out.words" "$shm_sem"
+    fish_complete "$name read " >"$out" || fail "$tag: $name read <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: read" "$out.words" "$shm_seg"
+    expect_no_line "$tag: read" "$out.words" "$shm_chan"
+    expect_no_line "$tag: read" "$out.words" "$shm_sem"
+
+    fish_complete "$name read -k " >"$out" || fail "$tag: $name read -k <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: read -k" "$out.words" "$shm_key"
+    expect_no_line "$tag: read -k" "$out.words" "$sem_key"
+    fish_complete "$name read --id=" >"$out" || fail "$tag: $name read --id=<TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: read --id=" "$out.words" "--id=$shm_id"
+    fish_complete "$name post -k " >"$out" || fail "$tag: $name post -k <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: post -k" "$out.words" "$sem_key"
+    expect_no_line "$tag: post -k" "$out.words" "$shm_key"
+    fish_complete "$name post -i " >"$out" || fail "$tag: $name post -i <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: post -i" "$out.words" "$sem_id"
+    fish_complete "$name stat --semaphore -k " >"$out" || fail "$tag: $name stat --semaphore -k <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: stat --semaphore -k" "$out.words" "$sem_key"
+
+    fish_complete "$name recv -w " >"$out" || fail "$tag: $name recv -w <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' spin block adaptive >"$tmp/expected"
+    expect_same "$tag: values of -w" "$tmp/expected" "$out.words"
+    fish_complete "$name ls --kind " >"$out" || fail "$tag: $name ls --kind <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' segment consistent channel semaphore mailbox other >"$tmp/expected"
+    expect_same "$tag: values of --kind" "$tmp/expected" "$out.words"
+    fish_complete "$name create -s " >"$out" || fail "$tag: $name create -s <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' 4K 64K 1M >"$tmp/expected"
+    expect_same "$tag: values of -s" "$tmp/expected" "$out.words"
+    fish_complete "$name watch --interval " >"$out" || fail "$tag: $name watch --interval <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' 50ms 200ms 1s >"$tmp/expected"
+    expect_same "$tag: values of --interval" "$tmp/expected" "$out.words"
+
+    fish_complete "$name run $shm_sem " >"$out" || fail "$tag: $name run NAME <TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    printf '%s\n' -- >"$tmp/expected"
+    expect_same "$tag: run NAME" "$tmp/expected" "$out.words"
+    fish_complete "$name run $shm_sem -- ech" >"$out" || fail "$tag: $name run NAME -- ech<TAB> failed"
+    cut -f1 "$out" >"$out.words"
+    expect_line "$tag: run NAME -- COMMAND" "$out.words" echo
+}
+
 tag=fish
 out=$tmp/fish.out
 fish -n "$fish_comp" || fail "fish -n $fish_comp"
@@ -392,6 +604,7 @@ fi
 case $name in
 ipc-pipe) fish_checks_ipc_pipe ;;
 ipc-mq) fish_checks_ipc_mq ;;
+ipc-shm) fish_checks_ipc_shm ;;
 esac
 
 # ---- zsh --------------------------------------------------------------------

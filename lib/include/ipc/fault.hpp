@@ -9,7 +9,9 @@
 /// exactly that instruction. Without IPC_FAULT a point costs one branch.
 namespace ipc::fault {
 
-bool enabled() noexcept;
+/// Set at start-up from IPC_FAULT, or by arm().
+extern bool armed;
+inline bool enabled() noexcept { return armed; }
 /// Arms a point as IPC_FAULT would ("NAME" or "NAME:N"), for a forked child.
 void arm(std::string_view spec);
 void hit(std::string_view name) noexcept;

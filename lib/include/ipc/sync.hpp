@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <optional>
 
-#include <pthread.h>
 
 #include "ipc/fd.hpp"
 
@@ -50,6 +49,13 @@ unsigned usable_cpus() noexcept;
 /// A process-shared, robust mutex living in shared memory. When a holder
 /// dies, the next lock() succeeds and reports it, so the caller can repair
 /// what the dead holder left half-done.
+///
+/// The lock word holds the owner's thread id (and a "waiters" bit): taking a
+/// free lock is one compare-and-swap, releasing it one exchange, and a futex
+/// system call happens only when someone waits. A waiter that has waited a
+/// while checks that the owner still lives (its thread id exists and has the
+/// start time the owner recorded, so a reused id is not mistaken for it) and
+/// takes the lock over from a dead one.
 class robust_mutex {
 public:
     /// Initialises the mutex in place (once, by the creator of the memory).
@@ -57,16 +63,21 @@ public:
 
     enum class outcome { acquired, recovered, timeout };
     /// Locks, waiting up to the deadline. `recovered`: the previous holder
-    /// died holding it; the lock is now held and made consistent again.
+    /// died holding it; the lock is now held.
     outcome lock(const deadline& until);
     bool try_lock(outcome* how = nullptr);
     void unlock();
 
+    /// The holder's thread id, 0 when free (for stat and tests).
+    std::uint32_t owner() const noexcept;
+
 private:
-    pthread_mutex_t m_;
+    std::atomic<std::uint32_t> word_;
+    std::atomic<std::uint32_t> reserved_;
+    std::atomic<std::uint64_t> owner_start_;
 };
 
-static_assert(sizeof(pthread_mutex_t) <= 48, "a robust_mutex fits its cache-line slot");
+static_assert(sizeof(robust_mutex) <= 48, "a robust_mutex fits its cache-line slot");
 
 /// Waits while `word` still holds `observed`, by the given mode, until the
 /// deadline. `waiters` is the count the waking side reads to decide whether a
