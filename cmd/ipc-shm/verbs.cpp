@@ -113,7 +113,7 @@ out::record to_full_record(const shm::object_info& i) {
                 .add("sender_recoveries", s.sender_recoveries)
                 .add("receiver_recoveries", s.receiver_recoveries);
         } else if (i.kind == shm::kind::consistent) {
-            auto m = shm::map(i.name, true, shm::kind::consistent);
+            auto m = shm::map(i.name, false, shm::kind::consistent);
             r.add("content_bytes", shm::consistent::content_size(m.bytes()))
                 .add("generation", shm::consistent::generation(m.bytes()));
         } else if (i.kind == shm::kind::semaphore) {
@@ -335,8 +335,9 @@ int do_rm(const options& o) {
                k == shm::kind::semaphore;
     };
     auto refuse_kind = [&](const shm::object_info& i) {
-        return error(exit_code::data, fmt::format("'{}' is a {}{}, not one of ipc-shm's objects; say --kind {} to remove it",
-                                                  i.name, shm::kind_name(i.kind),
+        return error(exit_code::data, fmt::format("'{}' is {}{}, not one of ipc-shm's objects; say --kind {} to remove it",
+                                                  i.name, i.kind == shm::kind::other ? std::string("another tool's object")
+                                                                                     : "a " + std::string(shm::kind_name(i.kind)),
                                                   i.tool.empty() ? "" : " of " + i.tool, shm::kind_name(i.kind)));
     };
     int status = 0;
@@ -416,7 +417,7 @@ std::string read_bytes(const options& o, std::uint64_t offset, std::optional<std
         throw data_error(fmt::format("'{}' is a channel: take its messages with recv", name));
     if (info.kind == shm::kind::semaphore) throw data_error(fmt::format("'{}' is a semaphore", name));
     if (info.kind == shm::kind::consistent) {
-        auto m = shm::map(name, true, shm::kind::consistent);
+        auto m = shm::map(name, false, shm::kind::consistent);  // readers need no write access
         auto len = range(shm::consistent::content_size(m.bytes()));
         return shm::consistent::read(m.bytes(), offset, len);
     }
@@ -546,7 +547,7 @@ int do_watch(const options& o) {
                 ranges.push_back({{"offset", n}, {"length", std::max(now->size(), last->size()) - n}});
             changed = changed || !ranges.empty();
         }
-        if (changed && !(last == now)) {
+        if ((changed && !(last == now)) || seq == 0) {
             out::json rec = out::json::object();
             rec["seq"] = ++seq;
             rec["timestamp_ns"] = stream::now_ns();

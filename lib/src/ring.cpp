@@ -2,6 +2,7 @@
 #include "ipc/ring.hpp"
 
 #include <chrono>
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -302,7 +303,6 @@ std::optional<std::uint64_t> channel::receive_into(std::string& out, const deadl
                 // The take point: after this the space may be reused.
                 c_->head.store(head + record_size(r.size), std::memory_order_release);
                 fault::point("ring.recv.after_take");
-                c_->taken.store(c_->taken.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
                 c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
                 lock.release();
                 sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX);
@@ -334,8 +334,20 @@ stats channel::stat() const {
     std::uint64_t tail = c_->tail.load(std::memory_order_acquire);
     s.used_bytes = tail >= head ? tail - head : 0;
     s.sent = c_->next_seq.load(std::memory_order_acquire) - 1;
-    s.taken = c_->taken.load(std::memory_order_acquire);
-    s.messages = s.sent >= s.taken ? s.sent - s.taken : 0;
+    // The oldest record's own sequence number says how many were taken: no
+    // separate counter that a receiver killed between two stores could skew.
+    s.taken = s.sent;
+    for (std::uint64_t h = head; h < tail && tail - h <= capacity_;) {
+        record r;
+        std::memcpy(&r, ring_ + h % capacity_, sizeof r);
+        if (r.kind == kind_padding) {
+            h += capacity_ - h % capacity_;
+            continue;
+        }
+        if (r.kind == kind_message && r.seq >= 1 && r.seq <= s.sent + 1) s.taken = r.seq - 1;
+        break;
+    }
+    s.messages = s.sent - std::min(s.taken, s.sent);
     s.senders_waiting = c_->space_waiters.load(std::memory_order_relaxed);
     s.receivers_waiting = c_->data_waiters.load(std::memory_order_relaxed);
     s.sender_recoveries = c_->sender_recoveries.load(std::memory_order_relaxed);

@@ -172,6 +172,11 @@ int open_dir() {
     return d;
 }
 
+std::string with_article(std::string_view noun) {
+    bool vowel = !noun.empty() && std::string_view("aeiou").find(noun[0]) != std::string_view::npos;
+    return std::string(vowel ? "an " : "a ") + std::string(noun);
+}
+
 } // namespace
 
 std::string_view kind_name(kind k) {
@@ -329,7 +334,8 @@ void remove(const std::string& name) {
 void resize(const std::string& name, std::uint64_t size) {
     auto i = stat(name);
     if (i.kind != kind::segment && i.kind != kind::other)
-        throw data_error(fmt::format("'{}' is a {}, whose layout is fixed: it cannot be resized", name, kind_name(i.kind)));
+        throw data_error(fmt::format("'{}' is {}, whose layout is fixed: it cannot be resized", name,
+                                     with_article(i.kind == kind::consistent ? "consistent segment" : kind_name(i.kind))));
     unique_fd fd(::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0));
     if (!fd) throw last_system_error("open", "segment", name);
     if (::ftruncate(fd.get(), static_cast<off_t>(size)) < 0) throw last_system_error("resize", "segment", name);
@@ -346,7 +352,7 @@ mapping map(const std::string& name, bool writable, std::optional<kind> want) {
         else k = kind_from_magic(fd.get());
         bool ok = k == *want || (*want == kind::segment && k == kind::other);
         if (!ok)
-            throw data_error(fmt::format("'{}' is a {}, not a {}", name, kind_name(k), kind_name(*want)));
+            throw data_error(fmt::format("'{}' is {}, not {}", name, with_article(kind_name(k)), with_article(kind_name(*want))));
     }
     if (st.st_size == 0) return mapping(nullptr, 0, false);
     void* m = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | (writable ? PROT_WRITE : 0),

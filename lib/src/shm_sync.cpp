@@ -116,9 +116,15 @@ std::string read(std::span<std::byte> region, std::uint64_t offset, std::uint64_
         // a commit, so an unchanged generation means an untouched copy.
         std::uint64_t g1 = h->generation.load(std::memory_order_acquire);
         atomic_copy_out(out.data(), buffer(region, h, g1) + offset, length);
-        // The acquire-load below is ordered after the relaxed loads of the copy
-        // by the RMW with acq_rel (a fence that TSan understands).
+        // The second look must not move before the copy's loads: an acquire
+        // fence does that (a reader needs no write access). TSan does not
+        // model fences, so under it an acq_rel RMW stands in.
+#if defined(__SANITIZE_THREAD__)
         std::uint64_t g2 = h->generation.fetch_add(0, std::memory_order_acq_rel);
+#else
+        std::atomic_thread_fence(std::memory_order_acquire);
+        std::uint64_t g2 = h->generation.load(std::memory_order_relaxed);
+#endif
         if (g1 == g2) return out;
     }
 }

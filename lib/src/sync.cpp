@@ -222,8 +222,11 @@ bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t obse
         std::atomic<std::uint32_t>& w;
         ~leave() { w.fetch_sub(1, std::memory_order_seq_cst); }
     } guard{waiters};
-    while (word.load(std::memory_order_seq_cst) == observed)
-        if (!futex_wait(word, observed, until)) return word.load(std::memory_order_seq_cst) != observed;
+    // One sleep (at most one slice): the caller looks at its real condition
+    // again, so a change whose waker died before storing the word (a peer
+    // killed between its two stores) still ends the wait within a slice.
+    if (word.load(std::memory_order_seq_cst) != observed) return true;
+    if (!futex_wait(word, observed, until)) return word.load(std::memory_order_seq_cst) != observed;
     return true;
 }
 

@@ -490,3 +490,41 @@ TEST_CASE("shm run: holds the semaphore while the command runs, gives it back ho
         CHECK(most >= 1);
     }
 }
+
+TEST_CASE("shm channel: counts stay right after a receiver is killed just after taking", "[shm][channel][crash]") {
+    shm_name ch;
+    REQUIRE(shm({"create", ch, "--channel", "--max-bytes", "256"}).status == 0);
+    CHECK(shm({"send", ch, "a", "b"}).status == 0);
+    auto killed = testing::run({"env", "IPC_FAULT=ring.recv.after_take", bin, "recv", ch.name});
+    CHECK(killed.status == 128 + SIGKILL);
+    auto s = stat_json(ch);
+    CHECK(s["messages"] == 1);
+    CHECK(s["taken"] == 1);
+    CHECK(shm({"recv", ch, "-n"}).out == "b\n");
+    CHECK(stat_json(ch)["messages"] == 0);
+    SECTION("a sender sleeping for room wakes although the receiver died before waking it") {
+        while (shm({"send", ch, "-n", std::string(60, 'f')}).status == 0) {
+        }
+        auto sender = start({"send", ch, "-w", "block", "-t", "10s", "late"});
+        std::this_thread::sleep_for(100ms);
+        CHECK(testing::run({"env", "IPC_FAULT=ring.recv.after_take", bin, "recv", ch.name}).status == 128 + SIGKILL);
+        CHECK(sender.wait().status == 0);  // within a wait slice, not at its timeout
+    }
+}
+
+TEST_CASE("shm consistent: readers need only read permission", "[shm][consistent][perm]") {
+    shm_name c;
+    REQUIRE(shm({"create", c, "--consistent", "--size", "16", "-m", "0644"}).status == 0);
+    REQUIRE(shm({"write", c, "--data", "shared"}).status == 0);
+    auto r = testing::sh(nobody() + "'" + bin + "' read " + c.name + " --length 6");
+    CHECK(r.status == 0);
+    CHECK(r.out == "shared");
+    CHECK(testing::sh(nobody() + "'" + bin + "' write " + c.name + " --data x").status == 77);
+}
+
+TEST_CASE("shm watch: a missing object is reported at once", "[shm][watch]") {
+    shm_name s;
+    auto r = shm({"watch", s, "-c", "1", "-o", "jsonl"}, std::nullopt, 10s);
+    CHECK(r.status == 0);
+    CHECK(parse_json(r.out)["exists"] == false);
+}
