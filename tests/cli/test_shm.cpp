@@ -513,6 +513,10 @@ TEST_CASE("shm channel: counts stay right after a receiver is killed just after 
 }
 
 TEST_CASE("shm consistent: readers need only read permission", "[shm][consistent][perm]") {
+    if (testing::thread_sanitized()) {
+        WARN("skipped under TSan: there the reader's second look is a read-modify-write (TSan has no fences)");
+        return;
+    }
     shm_name c;
     REQUIRE(shm({"create", c, "--consistent", "--size", "16", "-m", "0644"}).status == 0);
     REQUIRE(shm({"write", c, "--data", "shared"}).status == 0);
