@@ -113,7 +113,7 @@ out::record to_full_record(const shm::object_info& i) {
                 .add("sender_recoveries", s.sender_recoveries)
                 .add("receiver_recoveries", s.receiver_recoveries);
         } else if (i.kind == shm::kind::consistent) {
-            auto m = shm::map(i.name, false, shm::kind::consistent);
+            auto m = shm::map(i.name, shm::consistent::reader_writes, shm::kind::consistent);
             r.add("content_bytes", shm::consistent::content_size(m.bytes()))
                 .add("generation", shm::consistent::generation(m.bytes()));
         } else if (i.kind == shm::kind::semaphore) {
@@ -417,7 +417,8 @@ std::string read_bytes(const options& o, std::uint64_t offset, std::optional<std
         throw data_error(fmt::format("'{}' is a channel: take its messages with recv", name));
     if (info.kind == shm::kind::semaphore) throw data_error(fmt::format("'{}' is a semaphore", name));
     if (info.kind == shm::kind::consistent) {
-        auto m = shm::map(name, false, shm::kind::consistent);  // readers need no write access
+        // Readers need no write access (except in ThreadSanitizer builds).
+        auto m = shm::map(name, shm::consistent::reader_writes, shm::kind::consistent);
         auto len = range(shm::consistent::content_size(m.bytes()));
         return shm::consistent::read(m.bytes(), offset, len);
     }

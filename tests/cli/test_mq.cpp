@@ -142,7 +142,7 @@ TEST_CASE("mq: highest priority first, FIFO within a priority", "[mq][posix][ord
 
 TEST_CASE("mq: send reads stdin; binary and NUL payloads survive", "[mq][posix][send]") {
     posix_name q;
-    REQUIRE(mq({"create", q}).status == 0);
+    REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     SECTION("lines and -0") {
         CHECK(mq({"send", q}, std::string("a\nb")).status == 0);
         CHECK(mq({"send", q, "-0"}, std::string("c\nd\0e\0", 6)).status == 0);
@@ -226,7 +226,7 @@ TEST_CASE("mq: full and empty queues: wait, time out, or 75 at once", "[mq][posi
 
 TEST_CASE("mq: recv --follow streams, and a blocked recv wakes for a message", "[mq][posix][recv]") {
     posix_name q;
-    REQUIRE(mq({"create", q}).status == 0);
+    REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     auto follower = start({"recv", q, "--follow", "-o", "jsonl"});
     CHECK(mq({"send", q, "a", "b", "c"}).status == 0);
     REQUIRE(testing::eventually([&] { return follower.read_stdout(0).find("\"c\"") != std::string::npos; }));
@@ -242,7 +242,7 @@ TEST_CASE("mq: recv --follow streams, and a blocked recv wakes for a message", "
 
 TEST_CASE("mq: recv --follow | head -1 ends with 0", "[mq][posix][epipe]") {
     posix_name q;
-    REQUIRE(mq({"create", q}).status == 0);
+    REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     // A sender keeps the queue fed, so recv soon writes again after head has gone.
     auto b = testing::run({"bash", "-c",
                            "yes m | '" + bin + "' send " + q.name + " 2>/dev/null & sp=$!; '" + bin +
@@ -298,7 +298,7 @@ TEST_CASE("mq: create --exclusive on an existing queue is 73; without it, the qu
     REQUIRE(mq({"create", q, "--max-msgs", "3"}).status == 0);
     CHECK(mq({"send", q, "kept"}).status == 0);
     CHECK(mq({"create", q, "--exclusive"}).status == 73);
-    CHECK(mq({"create", q}).status == 0);
+    CHECK(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     CHECK(mq({"recv", q}).out == "kept\n");
 }
 
@@ -339,8 +339,8 @@ TEST_CASE("mq: ls needs the mqueue file system; says how to mount it (69)", "[mq
 
 TEST_CASE("mq: rm by name, by --match with --dry-run, and carrying on past failures", "[mq][rm]") {
     posix_name a, b;
-    REQUIRE(mq({"create", a}).status == 0);
-    REQUIRE(mq({"create", b}).status == 0);
+    REQUIRE(mq({"create", a, "--max-msg-size", "512"}).status == 0);
+    REQUIRE(mq({"create", b, "--max-msg-size", "512"}).status == 0);
     std::string stem = a.name.substr(1, a.name.rfind('-'));  // "ipc-mq-test-PID-"
     auto dry = in_namespace("exec '" + bin + "' rm --match '" + stem + "*' --dry-run");
     CHECK(dry.status == 0);
@@ -353,7 +353,7 @@ TEST_CASE("mq: rm by name, by --match with --dry-run, and carrying on past failu
     CHECK(mq({"stat", a}).status == 66);
     CHECK(mq({"stat", b}).status == 66);
     posix_name c;
-    REQUIRE(mq({"create", c}).status == 0);
+    REQUIRE(mq({"create", c, "--max-msg-size", "512"}).status == 0);
     auto mixed = mq({"rm", a, c});
     CHECK(mixed.status == 66);
     CHECK(mq({"stat", c}).status == 66);
@@ -363,7 +363,7 @@ TEST_CASE("mq: wait for a queue, for messages, for empty", "[mq][wait]") {
     posix_name q;
     auto waiter = start({"wait", q, "-t", "10s"});
     std::this_thread::sleep_for(150ms);
-    REQUIRE(mq({"create", q}).status == 0);
+    REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     CHECK(waiter.wait().status == 0);
     CHECK(mq({"wait", q, "--min-msgs", "2", "-t", "200ms"}).status == 75);
     CHECK(mq({"wait", q, "--empty", "-n"}).status == 0);
@@ -377,7 +377,7 @@ TEST_CASE("mq: wait for a queue, for messages, for empty", "[mq][wait]") {
 
 TEST_CASE("mq: watch streams depth changes and never takes a message", "[mq][watch]") {
     posix_name q;
-    REQUIRE(mq({"create", q}).status == 0);
+    REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     auto watcher = start({"watch", q, "-o", "jsonl", "--interval", "20ms", "-c", "3", "-t", "20s"});
     REQUIRE(!watcher.read_stdout(1).empty());
     CHECK(mq({"send", q, "x"}).status == 0);
@@ -595,7 +595,7 @@ TEST_CASE("mq sysv: send --jsonl keeps each record's type; recv -o jsonl replays
 
 TEST_CASE("mq: recv --follow --count N stops after N", "[mq][recv]") {
     posix_name q;
-    REQUIRE(mq({"create", q}).status == 0);
+    REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     CHECK(mq({"send", q, "a", "b", "c"}).status == 0);
     auto r = mq({"recv", q, "--follow", "--count", "2"});
     CHECK(r.status == 0);
@@ -618,15 +618,15 @@ TEST_CASE("mq: names are all checked before any queue is made or removed", "[mq]
     posix_name ok;
     CHECK(mq({"create", ok, "a/b"}).status == 64);
     CHECK(mq({"stat", ok}).status == 66);
-    REQUIRE(mq({"create", ok}).status == 0);
+    REQUIRE(mq({"create", ok, "--max-msg-size", "512"}).status == 0);
     CHECK(mq({"rm", ok, "bad/x"}).status == 64);
     CHECK(mq({"stat", ok}).status == 0);
 }
 
 TEST_CASE("mq: stat carries on past a missing queue", "[mq][stat]") {
     posix_name a, missing, b;
-    REQUIRE(mq({"create", a}).status == 0);
-    REQUIRE(mq({"create", b}).status == 0);
+    REQUIRE(mq({"create", a, "--max-msg-size", "512"}).status == 0);
+    REQUIRE(mq({"create", b, "--max-msg-size", "512"}).status == 0);
     auto r = mq({"stat", a, missing, b, "--json"});
     CHECK(r.status == 66);
     CHECK(parse_json(r.out)["queues"].size() == 2);
@@ -643,13 +643,13 @@ TEST_CASE("mq: details found in review", "[mq][bad]") {
         CHECK(again.err.find("exists") != std::string::npos);
     }
     SECTION("-0 with arguments, csv watch, --key with --match are usage errors") {
-        REQUIRE(mq({"create", q}).status == 0);
+        REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
         CHECK(mq({"send", "-0", q, "x"}).status == 64);
         CHECK(mq({"watch", q, "-o", "csv", "-c", "1"}).status == 64);
         CHECK(mq({"rm", "--key", "5", "--match", "x*"}).status == 64);
     }
     SECTION("a record's priority out of range is bad input (65)") {
-        REQUIRE(mq({"create", q}).status == 0);
+        REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
         auto r = mq({"send", q, "--jsonl"}, std::string("{\"data\":\"a\"}\n{\"data\":\"b\",\"priority\":40000}\n"));
         CHECK(r.status == 65);
         CHECK(r.err.find("record 2") != std::string::npos);
@@ -700,11 +700,11 @@ TEST_CASE("mq: another user's queue: listed with what can be seen; using it warn
 
 TEST_CASE("ipc(7) mq storage: messages outlive their sender; removal discards them", "[mq][ipc7]") {
     posix_name q;
-    REQUIRE(mq({"create", q}).status == 0);
+    REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     CHECK(mq({"send", q, "outlives"}).status == 0);  // that sender has exited
     CHECK(mq({"stat", q, "--json"}).out.find("\"messages\": 1") != std::string::npos);
     CHECK(mq({"rm", q}).status == 0);
-    REQUIRE(mq({"create", q}).status == 0);
+    REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     CHECK(mq({"recv", q, "-n"}).status == 75);  // a new queue of the same name starts empty
 
     sysv_key k;

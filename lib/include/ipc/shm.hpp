@@ -126,6 +126,14 @@ mapping sysv_map(int id, bool writable);
 namespace consistent {
 
 inline constexpr std::uint64_t magic = 0x31534E4F43435049ull;  // "IPCCONS1"
+
+/// Whether read() writes to the mapping: only in ThreadSanitizer builds,
+/// which do not model the fence a reader uses otherwise.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool reader_writes = true;
+#else
+inline constexpr bool reader_writes = false;
+#endif
 std::size_t region_size(std::uint64_t size);
 void format(std::span<std::byte> region, std::uint64_t size);
 /// Size of the content, or a data error (65) when region is not consistent.
