@@ -38,7 +38,8 @@ compare() {
 echo "shared-memory channel vs raw probes, $runs alternating runs each (BENCH_CPUS=$BENCH_CPUS)"
 compare "64 B round trip, spin" p50_ns "rt-channel spin $n" "rt-atomic $n" "<= 2 x two-atomic ping-pong"
 compare "64 B round trip, block" p50_ns "rt-channel block $n" "rt-futex $n" "<= 1.5 x futex ping-pong"
-compare "64 B one-way stream" msgs_per_s "stream-channel 64 $((n * 50))" "stream-spsc 64 $((n * 50))" ">= 0.5 x SPSC ring"
+compare "64 B one-way stream (bursts)" msgs_per_s "stream-channel 64 $((n * 100))" "stream-spsc 64 $((n * 100))" ">= 0.5 x SPSC ring"
+compare "64 B one-way stream (one call each)" msgs_per_s "stream-channel-single 64 $((n * 100))" "stream-spsc 64 $((n * 100))" "none: for contrast"
 compare "64 KiB one-way stream" msgs_per_s "stream-channel 65536 $((n * 2))" "stream-spsc 65536 $((n * 2))" ">= 0.8 x SPSC ring"
 echo "for contrast, through the kernel:"
 for p in rt-pipe rt-socket; do $b $p "$n"; done

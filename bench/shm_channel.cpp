@@ -7,7 +7,8 @@
 //   bench_shm rt-atomic N                        bare two-atomic spin ping-pong
 //   bench_shm rt-futex N                         bare futex ping-pong
 //   bench_shm rt-pipe N | rt-socket N            64-byte round trips through the kernel
-//   bench_shm stream-channel SIZE N              one-way messages/s (channel, adaptive)
+//   bench_shm stream-channel SIZE N              one-way messages/s (channel, adaptive, bursts)
+//   bench_shm stream-channel-single SIZE N       the same, one send/receive call per message
 //   bench_shm stream-spsc SIZE N                 bare single-producer single-consumer ring
 //   bench_shm stream-pipe SIZE N | stream-socket SIZE N
 //
@@ -215,7 +216,11 @@ void report_rate(const char* what, std::size_t size, int n, clk::duration d) {
                 static_cast<double>(n) * static_cast<double>(size) / s, placement().c_str());
 }
 
-void stream_channel(std::size_t size, int n) {
+// One-way streaming through the channel. Batched (the default): the sender
+// hands bursts of up to 32 messages to send_many() and the receiver takes up
+// to 64 at a time with receive_many(), copying each out, as ipc-shm recv
+// does. Single: one send() and one receive_into() per message.
+void stream_channel(std::size_t size, int n, bool batched) {
     std::uint64_t cap = std::max<std::uint64_t>(1 << 20, 8 * ring::record_size(size));
     std::size_t sz = ring::region_size(cap);
     auto* a = static_cast<std::byte*>(shared(sz));
@@ -226,14 +231,31 @@ void stream_channel(std::size_t size, int n) {
         [&] {
             ring::channel in({a, sz});
             std::string buf;
-            for (int i = 0; i < n; ++i) in.receive_into(buf, deadline::never(), sync::wait_mode::adaptive);
+            if (!batched) {
+                for (int i = 0; i < n; ++i) in.receive_into(buf, deadline::never(), sync::wait_mode::adaptive);
+                return;
+            }
+            buf.resize(size);
+            for (int i = 0; i < n;)
+                i += static_cast<int>(in.receive_many(
+                    64, [&](std::uint64_t, std::string_view d) { std::memcpy(buf.data(), d.data(), d.size()); },
+                    deadline::never(), sync::wait_mode::adaptive));
         },
         [&] {
             ring::channel out({a, sz});
-            for (int i = 0; i < n; ++i) out.send(msg, deadline::never(), sync::wait_mode::adaptive);
+            if (!batched) {
+                for (int i = 0; i < n; ++i) out.send(msg, deadline::never(), sync::wait_mode::adaptive);
+                return;
+            }
+            std::vector<std::string_view> burst(32, msg);
+            for (int i = 0; i < n;) {
+                std::size_t k = std::min<std::size_t>(burst.size(), static_cast<std::size_t>(n - i));
+                i += static_cast<int>(
+                    out.send_many({burst.data(), k}, deadline::never(), sync::wait_mode::adaptive));
+            }
         });
     // From before the fork until the receiver has taken the last message.
-    report_rate("stream-channel", size, n, clk::now() - t0);
+    report_rate(batched ? "stream-channel" : "stream-channel-single", size, n, clk::now() - t0);
 }
 
 // A bare single-producer single-consumer byte ring: the same copies in and
@@ -341,7 +363,9 @@ int main(int argc, char** argv) {
     else if (probe == "rt-futex") rt_futex(std::atoi(argv[2]));
     else if (probe == "rt-pipe") rt_fds(false, std::atoi(argv[2]));
     else if (probe == "rt-socket") rt_fds(true, std::atoi(argv[2]));
-    else if (probe == "stream-channel") stream_channel(std::strtoul(argv[2], nullptr, 10), std::atoi(argv[3]));
+    else if (probe == "stream-channel") stream_channel(std::strtoul(argv[2], nullptr, 10), std::atoi(argv[3]), true);
+    else if (probe == "stream-channel-single")
+        stream_channel(std::strtoul(argv[2], nullptr, 10), std::atoi(argv[3]), false);
     else if (probe == "stream-spsc") stream_spsc(std::strtoul(argv[2], nullptr, 10), std::atoi(argv[3]));
     else if (probe == "stream-pipe") stream_fds(false, std::strtoul(argv[2], nullptr, 10), std::atoi(argv[3]));
     else if (probe == "stream-socket") stream_fds(true, std::strtoul(argv[2], nullptr, 10), std::atoi(argv[3]));

@@ -598,7 +598,13 @@ int do_send(options o) {
                             fmt::format("message of {} bytes is over the channel's largest message ({} bytes); nothing sent",
                                         msg.size(), ch.max_msg()),
                             EMSGSIZE);
-        for (const auto& msg : o.messages) send_one(msg);
+        std::vector<std::string_view> all(o.messages.begin(), o.messages.end());
+        sent = ch.send_many(all, o.wait.deadline(), mode);
+        for (std::size_t i = 0; i < sent; ++i) bytes += all[i].size();
+        if (sent < all.size())
+            throw temp_failure(fmt::format("channel '{}' stayed full: {} message{} sent before the timeout", name, sent,
+                                           sent == 1 ? "" : "s"),
+                               EAGAIN);
     } else {
         unique_fd file;
         int in = STDIN_FILENO;
@@ -626,22 +632,34 @@ int do_recv(const options& o) {
     ring::channel ch(m.bytes());
     bool unlimited = o.follow && !o.count_set;
     std::uint64_t got = 0;
-    stream::message msg;
+    // Messages are taken in bursts of what is there (one lock and one
+    // wake-up check per burst), copied out, and printed after the lock is
+    // released: a slow stdout never holds up other receivers.
+    constexpr std::size_t burst = 64;
+    std::vector<stream::message> msgs(burst);
+    std::vector<std::uint64_t> seqs(burst);
     while (unlimited || got < o.count) {
+        std::size_t want = unlimited ? burst : static_cast<std::size_t>(std::min<std::uint64_t>(burst, o.count - got));
+        std::size_t k = 0;
+        auto copy = [&](std::uint64_t seq, std::string_view data) {
+            msgs[k].data.assign(data);
+            seqs[k++] = seq;
+        };
         // Flush only when the next message is not there yet.
-        auto seq = ch.receive_into(msg.data, deadline::after(std::chrono::nanoseconds(0)), mode);
-        if (!seq) {
+        std::size_t n = ch.receive_many(want, copy, deadline::after(std::chrono::nanoseconds(0)), mode);
+        if (!n) {
             printer.flush();
-            seq = ch.receive_into(msg.data, o.wait.deadline(), mode);
+            n = ch.receive_many(want, copy, o.wait.deadline(), mode);
         }
-        if (!seq) {
+        if (!n) {
             printer.flush();
             if (got == 0) throw temp_failure("no message within the timeout", ETIMEDOUT);
             if (unlimited) return static_cast<int>(exit_code::temp_fail);
             throw temp_failure(fmt::format("timed out after {} of {} messages", got, o.count), ETIMEDOUT);
         }
-        ++got;
-        printer.print(msg, *seq, stream::now_ns());
+        auto now = stream::now_ns();
+        for (std::size_t i = 0; i < n; ++i) printer.print(msgs[i], seqs[i], now);
+        got += n;
     }
     return 0;
 }

@@ -166,34 +166,67 @@ bool channel::wait_for_room(std::uint64_t tail, std::uint64_t need, const deadli
     }
 }
 
-std::optional<channel::reservation> channel::reserve(std::size_t n, const deadline& until, sync::wait_mode mode) {
-    if (n > c_->max_msg)
-        throw error(exit_code::data,
-                    fmt::format("message of {} bytes is over the channel's largest message ({} bytes); nothing sent", n,
-                                c_->max_msg),
-                    EMSGSIZE);
-    held lock(c_->send_lock, c_->sender_recoveries, until);
-    if (!lock) return std::nullopt;
-    std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);  // ours: we hold the sender lock
+// With the sender lock held: makes room for a record of n payload bytes at
+// tail, writing a padding record first when it would wrap (not published
+// until tail moves, so a crash here leaves nothing). Moves tail to where the
+// record goes; false when no room came before the deadline.
+// Ring bytes a record of n payload bytes needs at tail: the record, and the
+// padding before it when it would wrap.
+inline std::uint64_t channel::need_at(std::uint64_t tail, std::size_t n) const {
+    std::uint64_t rec = record_size(n);
+    std::uint64_t to_end = capacity_ - tail % capacity_;
+    return rec + (to_end < rec ? to_end : 0);
+}
+
+// With the sender lock held: makes room for a record of n payload bytes at
+// tail, writing a padding record first when it would wrap (not published
+// until tail moves, so a crash here leaves nothing). Moves tail to where the
+// record goes; false when no room came before the deadline.
+inline bool channel::make_room(std::uint64_t& tail, std::size_t n, const deadline& until, sync::wait_mode mode) {
     std::uint64_t rec = record_size(n);
     std::uint64_t pos = tail % capacity_;
     std::uint64_t to_end = capacity_ - pos;
-    std::uint64_t need = rec + (to_end < rec ? to_end : 0);
-    if (!wait_for_room(tail, need, until, mode)) return std::nullopt;
+    if (!wait_for_room(tail, need_at(tail, n), until, mode)) return false;
     if (to_end < rec) {
-        // Fill to the end with padding; the record starts at offset 0. Not
-        // published until tail moves, so a crash here leaves nothing.
         record pad{static_cast<std::uint32_t>(to_end - record_header), kind_padding, 0};
         std::memcpy(ring_ + pos, &pad, sizeof pad);
         fault::point("ring.send.padded");
         tail += to_end;
-        pos = 0;
     }
-    lock.keep();
-    return reservation(this, tail, std::span<std::byte>(ring_ + pos + record_header, n));
+    return true;
 }
 
-std::uint64_t channel::publish(std::uint64_t tail, std::size_t n) {
+// With the sender lock held and room made: copies payload into the record at
+// tail, unpublished.
+inline void channel::write_payload(std::uint64_t tail, std::string_view payload) {
+    std::byte* dst = ring_ + tail % capacity_ + record_header;
+    std::size_t n = payload.size();
+    if (n) {
+        // Half the payload, then the fault point: a sender killed mid-copy.
+        std::memcpy(dst, payload.data(), n / 2);
+        fault::point("ring.send.mid_copy");
+        std::memcpy(dst + n / 2, payload.data() + n / 2, n - n / 2);
+    }
+}
+
+std::optional<channel::reservation> channel::reserve(std::size_t n, const deadline& until, sync::wait_mode mode) {
+    if (n > c_->max_msg) throw too_large(n);
+    held lock(c_->send_lock, c_->sender_recoveries, until);
+    if (!lock) return std::nullopt;
+    std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);  // ours: we hold the sender lock
+    if (!make_room(tail, n, until, mode)) return std::nullopt;
+    lock.keep();
+    return reservation(this, tail, std::span<std::byte>(ring_ + tail % capacity_ + record_header, n));
+}
+
+error channel::too_large(std::size_t n) const {
+    return error(exit_code::data,
+                 fmt::format("message of {} bytes is over the channel's largest message ({} bytes); nothing sent", n,
+                             c_->max_msg),
+                 EMSGSIZE);
+}
+
+inline std::uint64_t channel::publish(std::uint64_t tail, std::size_t n, std::memory_order tick_order) {
     std::uint64_t seq = c_->next_seq.load(std::memory_order_relaxed);
     record r{static_cast<std::uint32_t>(n), kind_message, seq};
     std::memcpy(ring_ + tail % capacity_, &r, sizeof r);
@@ -201,7 +234,7 @@ std::uint64_t channel::publish(std::uint64_t tail, std::size_t n) {
     c_->next_seq.store(seq + 1, std::memory_order_relaxed);
     // The commit point: the record's bytes happen-before any receiver's read.
     c_->tail.store(tail + record_size(n), std::memory_order_release);
-    c_->tail_tick.store(c_->tail_tick.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+    c_->tail_tick.store(c_->tail_tick.load(std::memory_order_relaxed) + 1, tick_order);
     fault::point("ring.send.after_commit");
     return seq;
 }
@@ -219,48 +252,25 @@ std::uint64_t channel::reservation::commit(std::size_t n) {
     if (n > data_.size()) throw error(exit_code::internal, "commit larger than the reservation");
     channel* ch = ch_;
     ch_ = nullptr;
-    std::uint64_t seq = ch->publish(tail_, n);
+    std::uint64_t seq = ch->publish(tail_, n, std::memory_order_seq_cst);
     ch->c_->send_lock.unlock();
     sync::wake_if_waiting(ch->c_->tail_tick, ch->c_->data_waiters, 1);
     return seq;
 }
 
 bool channel::send(std::string_view payload, const deadline& until, sync::wait_mode mode) {
-    // reserve() and commit() inlined: the common path of every message.
     std::size_t n = payload.size();
-    if (n > c_->max_msg)
-        throw error(exit_code::data,
-                    fmt::format("message of {} bytes is over the channel's largest message ({} bytes); nothing sent", n,
-                                c_->max_msg),
-                    EMSGSIZE);
+    if (n > c_->max_msg) throw too_large(n);
     held lock(c_->send_lock, c_->sender_recoveries, until);
     if (!lock) return false;
-    std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);
-    std::uint64_t rec = record_size(n);
-    std::uint64_t pos = tail % capacity_;
-    std::uint64_t to_end = capacity_ - pos;
-    std::uint64_t need = rec + (to_end < rec ? to_end : 0);
-    if (!wait_for_room(tail, need, until, mode)) return false;
-    if (to_end < rec) {
-        record pad{static_cast<std::uint32_t>(to_end - record_header), kind_padding, 0};
-        std::memcpy(ring_ + pos, &pad, sizeof pad);
-        fault::point("ring.send.padded");
-        tail += to_end;
-        pos = 0;
-    }
-    std::byte* dst = ring_ + pos + record_header;
-    if (n) {
-        // Half the payload, then the fault point: a sender killed mid-copy.
-        std::memcpy(dst, payload.data(), n / 2);
-        fault::point("ring.send.mid_copy");
-        std::memcpy(dst + n / 2, payload.data() + n / 2, n - n / 2);
-    }
-    std::uint64_t next = publish(tail, n), after = tail + record_size(n);
-    (void)next;
+    std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);  // ours: we hold the sender lock
+    if (!make_room(tail, n, until, mode)) return false;
+    write_payload(tail, payload);
+    publish(tail, n, std::memory_order_seq_cst);
     // Ask for the next record's cache lines now, so that the receiver's copy
     // of them is invalidated while we are not waiting on it: the full barrier
     // of the next publish then has little in the store buffer to drain.
-    std::byte* ahead = ring_ + after % capacity_;
+    std::byte* ahead = ring_ + (tail + record_size(n)) % capacity_;
     __builtin_prefetch(ahead, 1);
     __builtin_prefetch(ahead + 64, 1);
     lock.release();
@@ -268,20 +278,70 @@ bool channel::send(std::string_view payload, const deadline& until, sync::wait_m
     return true;
 }
 
-std::optional<std::uint64_t> channel::receive_into(std::string& out, const deadline& until, sync::wait_mode mode) {
+std::size_t channel::send_many(std::span<const std::string_view> payloads, const deadline& until,
+                               sync::wait_mode mode) {
+    for (auto p : payloads)
+        if (p.size() > c_->max_msg) throw too_large(p.size());
+    if (payloads.empty()) return 0;
+    held lock(c_->send_lock, c_->sender_recoveries, until);
+    if (!lock) return 0;
+    std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);
+    std::size_t sent = 0, woken = 0;
+    // Wakes receivers for what was committed since the last call: one full
+    // barrier orders the tick stores before the look at the waiter count
+    // (see wake_if_waiting).
+    auto wake = [&] {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (sent > woken)
+            sync::wake_if_waiting(c_->tail_tick, c_->data_waiters,
+                                  static_cast<int>(std::min<std::size_t>(sent - woken, INT32_MAX)));
+        woken = sent;
+    };
+    for (auto p : payloads) {
+        // About to wait for room: receivers asleep must hear of what is
+        // already there first, or both sides would wait for each other.
+        if (sent > woken) {
+            std::uint64_t need = need_at(tail, p.size());
+            // The cached head first, as wait_for_room does: no cache miss
+            // while there is room.
+            if (capacity_ - (tail - c_->cached_head.load(std::memory_order_relaxed)) < need &&
+                capacity_ - (tail - c_->head.load(std::memory_order_acquire)) < need)
+                wake();
+        }
+        if (!make_room(tail, p.size(), until, mode)) break;
+        write_payload(tail, p);
+        // Each message is committed on its own (a release store: no barrier),
+        // so receivers start on it at once and a crash loses none committed.
+        publish(tail, p.size(), std::memory_order_release);
+        tail += record_size(p.size());
+        ++sent;
+    }
+    lock.release();
+    wake();
+    return sent;
+}
+
+std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline& until, sync::wait_mode mode) {
     for (;;) {
         std::uint32_t tick = c_->tail_tick.load(std::memory_order_acquire);
         // Empty at a glance: wait without touching the receiver lock.
         if (c_->head.load(std::memory_order_acquire) == c_->tail.load(std::memory_order_acquire)) {
-            if (!sync::wait_while_equal(c_->tail_tick, tick, c_->data_waiters, mode, until)) return std::nullopt;
+            if (!sync::wait_while_equal(c_->tail_tick, tick, c_->data_waiters, mode, until)) return 0;
             continue;
         }
+        std::size_t got = 0;
+        bool moved = false;
         {
             held lock(c_->recv_lock, c_->receiver_recoveries, until);
-            if (!lock) return std::nullopt;
-            std::uint64_t head = c_->head.load(std::memory_order_relaxed);  // ours: we hold the receiver lock
+            if (!lock) return 0;
+            const std::uint64_t first = c_->head.load(std::memory_order_relaxed);  // ours: we hold the lock
+            std::uint64_t head = first;
             std::uint64_t tail = c_->tail.load(std::memory_order_acquire);
-            while (head != tail) {
+            while (got < max) {
+                if (head == tail) {
+                    // Messages committed meanwhile join this batch.
+                    if (got == 0 || (tail = c_->tail.load(std::memory_order_acquire)) == head) break;
+                }
                 if (tail - head > capacity_ || head % 16 != 0)
                     throw corrupted(fmt::format("head {} and tail {} are inconsistent", head, tail));
                 std::uint64_t pos = head % capacity_;
@@ -297,25 +357,48 @@ std::optional<std::uint64_t> channel::receive_into(std::string& out, const deadl
                 if (r.kind != kind_message || r.size > c_->max_msg || record_size(r.size) > to_end ||
                     record_size(r.size) > tail - head)
                     throw corrupted(fmt::format("bad record at offset {} (kind {}, size {})", pos, r.kind, r.size));
-                out.resize(r.size);
-                if (r.size) std::memcpy(out.data(), ring_ + pos + record_header, r.size);
+                fn(ctx, r.seq, std::string_view(reinterpret_cast<const char*>(ring_ + pos + record_header), r.size));
                 fault::point("ring.recv.before_take");
-                // The take point: after this the space may be reused.
-                c_->head.store(head + record_size(r.size), std::memory_order_release);
+                // The take point, one per message: after it the space may be
+                // reused, and a receiver killed later loses only this one.
+                head += record_size(r.size);
+                c_->head.store(head, std::memory_order_release);
                 fault::point("ring.recv.after_take");
-                c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
-                lock.release();
-                sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX);
-                return r.seq;
+                // A release store, no barrier: a sender spinning for room
+                // goes on while this burst continues.
+                c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+                ++got;
             }
-            if (head != c_->head.load(std::memory_order_relaxed)) {
+            if (c_->head.load(std::memory_order_relaxed) != head) {
                 // Only padding was skipped: record that, so nobody skips it again.
                 c_->head.store(head, std::memory_order_release);
-                c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+                c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_release);
             }
+            moved = head != first;
         }
-        if (!sync::wait_while_equal(c_->tail_tick, tick, c_->data_waiters, mode, until)) return std::nullopt;
+        if (moved) {
+            // One full barrier per burst: the tick stores above are ordered
+            // before the look at the waiter count (see wake_if_waiting).
+            std::atomic_thread_fence(std::memory_order_seq_cst);
+            sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX);
+        }
+        if (got) return got;
+        if (!sync::wait_while_equal(c_->tail_tick, tick, c_->data_waiters, mode, until)) return 0;
     }
+}
+
+std::optional<std::uint64_t> channel::receive_into(std::string& out, const deadline& until, sync::wait_mode mode) {
+    struct ctx {
+        std::string* out;
+        std::uint64_t seq;
+    } c{&out, 0};
+    auto copy = [](void* p, std::uint64_t seq, std::string_view data) {
+        auto* x = static_cast<ctx*>(p);
+        x->out->assign(data);
+        x->seq = seq;
+    };
+    if (!take(1, copy, &c, until, mode)) return std::nullopt;
+    return c.seq;
 }
 
 std::optional<channel::message> channel::receive(const deadline& until, sync::wait_mode mode) {

