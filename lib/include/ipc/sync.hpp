@@ -88,6 +88,19 @@ bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t obse
                       std::atomic<std::uint32_t>& waiters, wait_mode mode, const deadline& until,
                       std::chrono::nanoseconds spin_budget = std::chrono::microseconds(50));
 
+/// A full (store-load) barrier, as between storing a futex word and looking
+/// at the waiter count. ThreadSanitizer does not support fences (GCC refuses
+/// them with -Werror=tsan); there a seq_cst exchange on a private atomic
+/// stands in, which is a full barrier on the hardware too.
+inline void full_barrier() noexcept {
+#if defined(__SANITIZE_THREAD__)
+    static thread_local std::atomic<int> stand_in{0};
+    stand_in.exchange(0, std::memory_order_seq_cst);
+#else
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
+
 /// The waking side's half: call after publishing the change to `word`
 /// (with a seq_cst store or RMW). Makes the system call only when someone
 /// may be sleeping.
