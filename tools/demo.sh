@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# A short demonstration of the toolkit on this machine (the README's first
-# command). Uses a private directory and removes it.
+# The README's first command: the toolkit's main job on this machine, a quick
+# comparison of every IPC mechanism (ipc-bench run --quick), then a short
+# demonstration of ipc-pipe. Uses a private directory and removes it.
 set -eu
 build=${1:-build}
 pipe="$build/ipc-pipe"
@@ -11,6 +12,7 @@ if [ -t 1 ]; then bold=$(printf '\033[1m'); plain=$(printf '\033[0m'); else bold
 say() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 run() { say "$*"; "$@"; }
 
+run "$build/ipc-bench" run --quick
 run "$pipe" create "$dir/jobs"
 say "$pipe recv $dir/jobs --count 3 -o jsonl &   # a reader waits for three messages"
 "$pipe" recv "$dir/jobs" --count 3 -o jsonl > "$dir/received" &

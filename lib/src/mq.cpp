@@ -450,14 +450,22 @@ bool sysv_send(int id, long type, std::string_view data, const deadline& until) 
     std::string buf(sizeof(long) + data.size(), '\0');
     std::memcpy(buf.data(), &type, sizeof(long));
     std::memcpy(buf.data() + sizeof(long), data.data(), data.size());
-    // A message over the queue's byte capacity would never fit: refuse it now.
-    if (msqid_ds ds{}; ::msgctl(id, IPC_STAT, &ds) == 0 && data.size() > ds.msg_qbytes)
-        throw error(exit_code::data,
-                    fmt::format("message of {} bytes is over the capacity of System V queue {} ({} bytes); nothing sent",
-                                data.size(), id, ds.msg_qbytes),
-                    EMSGSIZE);
     auto call = [&](int flags) { return ::msgsnd(id, buf.data(), data.size(), flags); };
     try {
+        // The common case costs one system call; only a full queue is looked
+        // at closer.
+        if (call(IPC_NOWAIT) >= 0) return true;
+        if (errno == EAGAIN) {
+            // A message over the queue's byte capacity would never fit: refuse it now.
+            if (msqid_ds ds{}; ::msgctl(id, IPC_STAT, &ds) == 0 && data.size() > ds.msg_qbytes)
+                throw error(exit_code::data,
+                            fmt::format("message of {} bytes is over the capacity of System V queue {} ({} bytes); "
+                                        "nothing sent",
+                                        data.size(), id, ds.msg_qbytes),
+                            EMSGSIZE);
+        } else if (errno != EINTR) {
+            throw system_error(errno, fmt::format("send to System V queue {}", id));
+        }
         return sysv_call(call, until, "send to", id);
     } catch (const error& e) {
         if (e.errno_value() == EINVAL && static_cast<long>(data.size()) > read_sysv_limits().msgmax)
@@ -472,9 +480,13 @@ bool sysv_send(int id, long type, std::string_view data, const deadline& until) 
 }
 
 std::optional<message> sysv_receive(int id, long type, const deadline& until) {
-    std::size_t size = static_cast<std::size_t>(std::max(read_sysv_limits().msgmax, 8192L));
+    // msgmax read once: a busy receiver must not open /proc per message. A
+    // larger message (msgmax raised since) says E2BIG, and the buffer grows.
+    static const std::size_t msgmax = static_cast<std::size_t>(std::max(read_sysv_limits().msgmax, 8192L));
+    thread_local std::string buf;
+    std::size_t size = std::max(msgmax, buf.size() > sizeof(long) ? buf.size() - sizeof(long) : 0);
     for (;;) {
-        std::string buf(sizeof(long) + size, '\0');
+        if (buf.size() < sizeof(long) + size) buf.resize(sizeof(long) + size);
         ssize_t got = -1;
         auto call = [&](int flags) {
             got = ::msgrcv(id, buf.data(), size, type, flags);

@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_output.hpp"
 #include "process.hpp"
 
 using nlohmann::json;
@@ -43,23 +44,8 @@ child start(std::vector<std::string> args, std::optional<std::string> in = std::
     return child(std::move(args), std::move(in));
 }
 
-json parse_json(const std::string& text) {
-    INFO(text);
-    REQUIRE(json::accept(text));
-    return json::parse(text);
-}
-
-std::vector<json> parse_lines(const std::string& text) {
-    std::vector<json> out;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        auto nl = text.find('\n', pos);
-        REQUIRE(nl != std::string::npos);
-        out.push_back(parse_json(text.substr(pos, nl - pos)));
-        pos = nl + 1;
-    }
-    return out;
-}
+using testing::parse_json;
+using testing::parse_lines;
 
 json stat_json(const std::string& name) {
     auto r = shm({"stat", name, "--json"});
