@@ -6,7 +6,7 @@
 set -eu
 
 build="cmake g++ make pkg-config libcli11-dev libfmt-dev catch2 nlohmann-json3-dev"
-test="zsh fish python3 python3-sysv-ipc util-linux procps gnuplot-nox"
+test="zsh fish python3 python3-sysv-ipc util-linux procps gnuplot-nox libzmq3-dev libnng-dev"
 man="ronn"
 bench="bc util-linux"
 

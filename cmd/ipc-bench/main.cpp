@@ -16,6 +16,7 @@
 #include "ipc/stats.hpp"
 #include "probe.hpp"
 #include "report.hpp"
+#include "peers.hpp"
 
 namespace {
 
@@ -26,7 +27,7 @@ struct options {
     std::string mechanisms, sizes, iterations, warmup, duration, cpus = "0,1";
     std::uint64_t rounds = 3;
     bool rounds_set = false;
-    bool verify = false, quick = false;
+    bool verify = false, quick = false, peers = false;
     std::string only;  // latency | throughput
     std::string require;
     std::vector<std::string> files;
@@ -158,7 +159,10 @@ int do_run(const options& o) {
     if (size_list.empty()) throw usage_error("--sizes needs at least one size");
     std::vector<const bench::mechanism*> chosen;
     if (o.mechanisms.empty() || o.mechanisms == "all") {
-        for (const auto& m : bench::mechanisms()) chosen.push_back(&m);
+        for (const auto& m : bench::mechanisms())
+            if (!m.peer || o.peers) chosen.push_back(&m);
+        if (o.peers)
+            for (const auto& missing : bench::peers_missing()) cli::warn("no peer " + missing);
     } else {
         for (const auto& w : split(o.mechanisms)) {
             const auto* m = bench::find(w);
@@ -439,6 +443,7 @@ int main(int argc, char** argv) {
     run->add_option("--only", o.only, "Measure only latency or throughput")->type_name("WHAT");
     run->add_flag("--verify", o.verify, "Sequence number and checksum in every message; count faults");
     run->add_flag("--quick", o.quick, "Every mechanism briefly (sizes 64,64K; under 30 s)");
+    run->add_flag("--peers", o.peers, "Also measure nng and ZeroMQ over ipc://, when built with them");
 
     auto* check = app.verb("check", "Check that each mechanism can be used here", [&] { return do_check(o); });
     check->add_option("--require", o.require, "Exit 1 unless these are usable (e.g. mq,shm,tcp)")->type_name("LIST");

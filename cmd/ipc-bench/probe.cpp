@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "probe.hpp"
+#include "peers.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -30,6 +32,7 @@
 #include "ipc/error.hpp"
 #include "ipc/framing.hpp"
 #include "ipc/mq.hpp"
+#include "ipc/output.hpp"
 #include "ipc/ring.hpp"
 #include "ipc/sync.hpp"
 
@@ -813,6 +816,7 @@ std::vector<mechanism> build() {
          usable, [](std::size_t size, impl w) { return std::make_unique<shm_link>(size, w, wait_mode::adaptive); }});
     add({"shm-block", "ipc-shm channel, --wait block (futex sleeps)", true, true, true, false, 0, usable,
          [](std::size_t size, impl) { return std::make_unique<shm_link>(size, impl::toolkit, wait_mode::block); }});
+    for (auto& p : peer_mechanisms()) v.push_back(std::move(p));
     return v;
 }
 
@@ -953,7 +957,94 @@ placement parse_placement(const std::string& text) {
     return p;
 }
 
+namespace {
+
+// Runs fn in a child process and returns its JSON result: for libraries that
+// start threads (nng, ZeroMQ), which must never run in the process that goes
+// on forking measurements.
+ipc::out::json in_subprocess(const std::function<ipc::out::json()>& fn) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) < 0) fail("make a pipe");
+    unique_fd r(p[0]), w(p[1]);
+    std::fflush(nullptr);
+    pid_t pid = ::fork();
+    if (pid < 0) fail("fork");
+    if (pid == 0) {
+        r.reset();
+        ipc::out::json out;
+        try {
+            out = fn();
+        } catch (const std::exception& e) {
+            out = {{"error", e.what()}};
+        }
+        std::string text = out.dump();
+        ipc::write_all(w.get(), text, deadline::never(), "result");
+        ::_exit(0);
+    }
+    w.reset();
+    std::string text;
+    char buf[65536];
+    for (;;) {
+        ssize_t k = ::read(r.get(), buf, sizeof buf);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        text.append(buf, static_cast<std::size_t>(k));
+    }
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (!ipc::out::json::accept(text))
+        throw ipc::error(ipc::exit_code::internal, "a measuring subprocess ended without a result", EPROTO);
+    auto j = ipc::out::json::parse(text);
+    if (j.contains("error")) throw ipc::error(ipc::exit_code::os, j["error"].get<std::string>(), EPROTO);
+    return j;
+}
+
+ipc::out::json faults_json(const faults& f) {
+    return {{"lost", f.lost}, {"duplicated", f.duplicated}, {"reordered", f.reordered}, {"corrupted", f.corrupted}};
+}
+
+faults faults_of(const ipc::out::json& j) {
+    faults f;
+    f.lost = j["lost"], f.duplicated = j["duplicated"], f.reordered = j["reordered"], f.corrupted = j["corrupted"];
+    return f;
+}
+
+latency measure_latency_here(const mechanism& m, impl which, std::size_t size, const settings& s);
+throughput measure_throughput_here(const mechanism& m, impl which, std::size_t size, const settings& s);
+
+} // namespace
+
 latency measure_latency(const mechanism& m, impl which, std::size_t size, const settings& s) {
+    if (!m.peer) return measure_latency_here(m, which, size, s);
+    auto j = in_subprocess([&] {
+        auto l = measure_latency_here(m, which, size, s);
+        return ipc::out::json{{"samples", l.samples_ns}, {"faults", faults_json(l.f)}, {"placement", l.placement}};
+    });
+    latency l;
+    l.samples_ns = j["samples"].get<std::vector<std::int64_t>>();
+    l.f = faults_of(j["faults"]);
+    l.placement = j["placement"];
+    return l;
+}
+
+throughput measure_throughput(const mechanism& m, impl which, std::size_t size, const settings& s) {
+    if (!m.peer) return measure_throughput_here(m, which, size, s);
+    auto j = in_subprocess([&] {
+        auto t = measure_throughput_here(m, which, size, s);
+        return ipc::out::json{{"sent", t.sent}, {"received", t.received}, {"elapsed_ns", t.elapsed_ns},
+                              {"faults", faults_json(t.f)}, {"placement", t.placement}};
+    });
+    throughput t;
+    t.sent = j["sent"], t.received = j["received"], t.elapsed_ns = j["elapsed_ns"];
+    t.f = faults_of(j["faults"]);
+    t.placement = j["placement"];
+    return t;
+}
+
+namespace {
+
+latency measure_latency_here(const mechanism& m, impl which, std::size_t size, const settings& s) {
     std::size_t n = wire_size(m, size);
     bool check = s.verify && m.carries_data && n >= verify_header;
     auto lk = m.make(n, which);
@@ -1028,7 +1119,7 @@ struct report {
 
 } // namespace
 
-throughput measure_throughput(const mechanism& m, impl which, std::size_t size, const settings& s) {
+throughput measure_throughput_here(const mechanism& m, impl which, std::size_t size, const settings& s) {
     std::size_t n = wire_size(m, size);
     bool check = s.verify && m.carries_data && n >= verify_header;
     auto lk = m.make(n, which);
@@ -1072,6 +1163,8 @@ throughput measure_throughput(const mechanism& m, impl which, std::size_t size, 
     throughput res;
     res.placement = pf.obtained();
     std::int64_t t0;
+    report r;
+    bool complete = false;
     {
         auto c = lk->side(false);
         std::string msg = payload(n);
@@ -1084,21 +1177,24 @@ throughput measure_throughput(const mechanism& m, impl which, std::size_t size, 
             if ((i & 15) == 15 && mono_ns() >= end) break;
         }
         c->finish();
-    }
-    report r;
-    std::size_t have = 0;
-    auto until = deadline::after(std::chrono::seconds(30));
-    while (have < sizeof r) {
-        if (!readable(rep_r.get(), until)) break;
-        ssize_t k = ::read(rep_r.get(), reinterpret_cast<char*>(&r) + have, sizeof r - have);
-        if (k <= 0) {
-            if (k < 0 && errno == EINTR) continue;
-            break;
+        // The sending end stays open until the receiver has reported: a
+        // library that queues messages in a thread of its own (ZeroMQ, nng)
+        // would drop what is still queued when its socket closes.
+        std::size_t have = 0;
+        auto until = deadline::after(std::chrono::seconds(30));
+        while (have < sizeof r) {
+            if (!readable(rep_r.get(), until)) break;
+            ssize_t k = ::read(rep_r.get(), reinterpret_cast<char*>(&r) + have, sizeof r - have);
+            if (k <= 0) {
+                if (k < 0 && errno == EINTR) continue;
+                break;
+            }
+            have += static_cast<std::size_t>(k);
         }
-        have += static_cast<std::size_t>(k);
+        complete = have == sizeof r;
     }
     reap(pid, std::chrono::milliseconds(500));
-    if (have < sizeof r)
+    if (!complete)
         throw ipc::error(ipc::exit_code::internal, fmt::format("the {} receiver did not report", m.name), EPROTO);
     res.received = r.received;
     res.elapsed_ns = r.last_ns > t0 ? r.last_ns - t0 : 0;
@@ -1113,5 +1209,7 @@ throughput measure_throughput(const mechanism& m, impl which, std::size_t size, 
     }
     return res;
 }
+
+} // namespace
 
 } // namespace bench

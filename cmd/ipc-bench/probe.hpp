@@ -56,6 +56,9 @@ struct mechanism {
     /// Why it cannot run here (nullopt: it can).
     std::function<std::optional<std::string>()> unusable;
     std::function<std::unique_ptr<link>(std::size_t size, impl)> make;
+    /// Another project's library (nng, ZeroMQ): measured only with --peers
+    /// or when named, and in a subprocess, since it starts threads.
+    bool peer = false;
 };
 
 /// Every mechanism, in the order results are shown.

@@ -143,6 +143,8 @@ complete -c ipc-bench -n __ipc_bench_verb_seen -s q -l quiet -d 'No output on su
 function __ipc_bench_run_mechanisms
     begin
         __ipc_bench_mechanisms
+        printf '%s\t%s\n' nng-pair 'nng pair0 over ipc:// (libnng), for comparison' \
+            zmq-pair 'ZeroMQ ZMQ_PAIR over ipc:// (libzmq), for comparison'
         string match -q -- '*,*' (commandline -ct); or printf '%s\t%s\n' all 'Every mechanism (the default)'
     end | __ipc_bench_list
 end
@@ -159,6 +161,7 @@ complete -c ipc-bench -n '__ipc_bench_verb_in run' -l cpus -x -a '0,1\t"CPUs 0 a
 complete -c ipc-bench -n '__ipc_bench_verb_in run' -l only -x -a 'latency throughput' -d 'Measure only latency or throughput'
 complete -c ipc-bench -n '__ipc_bench_verb_in run' -l verify -d 'Sequence number and checksum in every message; count faults'
 complete -c ipc-bench -n '__ipc_bench_verb_in run' -l quick -d 'Every mechanism briefly (sizes 64,64K; under 30 s)'
+complete -c ipc-bench -n '__ipc_bench_verb_in run' -l peers -d 'Also measure nng and ZeroMQ over ipc://, when built with them'
 
 # check
 complete -c ipc-bench -n '__ipc_bench_verb_in check' -l require -x -a '(__ipc_bench_requirements | __ipc_bench_list)' -d 'Exit 1 unless these are usable (e.g. mq,shm,tcp)'

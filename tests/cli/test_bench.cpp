@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <set>
@@ -325,4 +326,31 @@ TEST_CASE("bench report: bad input", "[bench][report]") {
     CHECK(bench({"report"}).status == 64);
     CHECK(bench({"report", dir / "junk", "--fail-over", "5"}).status == 64);
     CHECK(bench({"report", "--compare", dir / "junk"}).status == 64);
+}
+
+TEST_CASE("bench run --peers: nng and ZeroMQ beside the toolkit", "[bench][peers]") {
+    // tools/deps.sh installs libnng-dev and libzmq3-dev, so this build has both.
+    auto r = bench(tiny({"--peers", "-M", "nng-pair,zmq-pair,unix-stream", "-s", "64,4K", "--verify", "-o", "jsonl"}));
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    auto lines = parse_lines(r.out);
+    REQUIRE(lines.size() == 6);
+    for (const auto& l : lines) {
+        CAPTURE(l.dump());
+        CHECK(l["status"] == "ok");
+        CHECK(l["p50_ns"].get<double>() > 0);
+        CHECK(l["msgs_per_s"].get<double>() > 0);
+        CHECK(l["lost"] == 0);
+        CHECK(l["corrupted"] == 0);
+    }
+    // Their socket directories are gone (no other test makes these).
+    for (const auto& e : std::filesystem::directory_iterator("/tmp"))
+        CHECK(e.path().filename().string().rfind("ipc-bench-peer-", 0) != 0);
+    // Not measured unless asked for.
+    auto plain = bench(tiny({"-M", "all", "--only", "latency", "-s", "64", "-o", "jsonl"}));
+    REQUIRE(plain.status == 0);
+    CHECK(plain.out.find("nng-pair") == std::string::npos);
+    auto peers = bench(tiny({"--peers", "--only", "latency", "-s", "64", "-o", "jsonl"}));
+    REQUIRE(peers.status == 0);
+    CHECK(peers.out.find("\"zmq-pair\"") != std::string::npos);
 }
