@@ -57,6 +57,20 @@ std::string one_name(const options& o) {
     return parse::posix_name(o.name);
 }
 
+// An object owned by another user is not trusted without saying so.
+void warn_if_foreign(const shm::object_info& i) {
+    if (i.uid != ::geteuid()) cli::warn(fmt::format("'{}' belongs to another user ({})", i.name, user_name(i.uid)));
+}
+
+// stat of the object a verb is about to use, with the warning above; an
+// object that cannot be looked at is left for the verb itself to report.
+void check_owner(const std::string& name) {
+    try {
+        warn_if_foreign(shm::stat(name));
+    } catch (const error&) {
+    }
+}
+
 shm::semaphore_ref semaphore_of(const options& o) {
     shm::semaphore_ref r;
     if (by_sysv(o)) {
@@ -66,6 +80,7 @@ shm::semaphore_ref semaphore_of(const options& o) {
         r.id = id_of(o);
     } else {
         r.name = one_name(o);
+        check_owner(*r.name);
     }
     return r;
 }
@@ -383,6 +398,25 @@ int do_rm(const options& o) {
             if (!o.dry_run) shm::remove(n);
             removed(n);
         });
+        // A create killed before it linked its object into place leaves the
+        // temporary file it was making: stale once its process is gone.
+        if (o.stale && (!only || *only == shm::kind::other)) {
+            for (const auto& t : shm::abandoned_temporaries()) {
+                std::string body = t.name.substr(1);
+                if (!o.match.empty() && ::fnmatch(o.match.c_str(), body.c_str(), 0) != 0 &&
+                    ::fnmatch(o.match.c_str(), t.name.c_str(), 0) != 0)
+                    continue;
+                if (age && std::chrono::seconds(t.mtime_unix) > now - *age) continue;
+                if (owner && t.uid != *owner) continue;
+                try {
+                    if (!o.dry_run) shm::remove_temporary(t.file);
+                    removed(t.file);
+                } catch (const error& e) {
+                    cli::report(e);
+                    status = static_cast<int>(e.code());
+                }
+            }
+        }
     }
     if (cli::format() != out::format::text) cli::emit(kind_key, records);
     return status;
@@ -413,18 +447,20 @@ std::string read_bytes(const options& o, std::uint64_t offset, std::optional<std
     }
     auto name = one_name(o);
     auto info = shm::stat(name);
+    warn_if_foreign(info);
     if (info.kind == shm::kind::channel)
         throw data_error(fmt::format("'{}' is a channel: take its messages with recv", name));
     if (info.kind == shm::kind::semaphore) throw data_error(fmt::format("'{}' is a semaphore", name));
+    if (info.kind == shm::kind::mailbox) throw data_error(fmt::format("'{}' is a mailbox (ipc-mbox)", name));
     if (info.kind == shm::kind::consistent) {
         // Readers need no write access (except in ThreadSanitizer builds).
         auto m = shm::map(name, shm::consistent::reader_writes, shm::kind::consistent);
         auto len = range(shm::consistent::content_size(m.bytes()));
         return shm::consistent::read(m.bytes(), offset, len);
     }
-    auto m = shm::map(name, false);
-    auto len = range(m.bytes().size());
-    return len ? std::string(reinterpret_cast<const char*>(m.bytes().data()) + offset, len) : std::string();
+    // pread(2), not loads through a mapping: see shm::read_at.
+    auto len = range(info.size_bytes);
+    return len ? shm::read_at(name, offset, len) : std::string();
 }
 
 std::string hex_dump(std::string_view data, std::uint64_t base) {
@@ -454,6 +490,18 @@ int do_read(const options& o) {
     std::optional<std::uint64_t> length;
     if (!o.length.empty()) length = parse::size(o.length);
     auto data = read_bytes(o, offset, length);
+    if (cli::quiet()) return 0;  // read, checked, not shown
+    if (cli::format() != out::format::text) {
+        if (o.hex || o.base64) throw usage_error("--hex and --base64 are text; -o json/jsonl/csv carry the bytes themselves");
+        out::record r;
+        r.add("name", by_sysv(o) ? (o.key.empty() ? "id " + o.id : "key " + o.key) : one_name(o))
+            .add("offset", offset)
+            .add("length_bytes", data.size());
+        if (codec::valid_utf8(data)) r.add("data", data);
+        else r.add("data_base64", codec::base64_encode(data));
+        cli::emit(kind_key, std::vector{r});
+        return 0;
+    }
     auto& out = out::stdout_stream();
     if (o.hex) out.write(hex_dump(data, offset));
     else if (o.base64) out.write(codec::base64_encode(data) + "\n");
@@ -488,6 +536,7 @@ int do_write(const options& o) {
     } else {
         auto name = one_name(o);
         auto info = shm::stat(name);
+        warn_if_foreign(info);
         if (info.kind == shm::kind::channel)
             throw data_error(fmt::format("'{}' is a channel: put messages in with send", name));
         if (info.kind == shm::kind::semaphore) throw data_error(fmt::format("'{}' is a semaphore", name));
@@ -496,9 +545,10 @@ int do_write(const options& o) {
             auto m = shm::map(name, true, shm::kind::consistent);
             generation = shm::consistent::write(m.bytes(), offset, data, o.wait.deadline());
         } else {
-            auto m = shm::map(name, true);
-            check(m.bytes().size());
-            if (!data.empty()) std::memcpy(m.bytes().data() + offset, data.data(), data.size());
+            // pwrite(2), not a store through a mapping: a segment whose pages
+            // /dev/shm cannot supply says ENOSPC, where a store gets SIGBUS.
+            check(info.size_bytes);
+            shm::write_at(name, offset, data);
         }
     }
     if (cli::format() != out::format::text) {
@@ -581,6 +631,7 @@ int do_send(options o) {
     auto mode = sync::parse_wait_mode(o.wait_mode);
     auto name = one_name(o);
     auto m = shm::map(name, true, shm::kind::channel);
+    check_owner(name);
     ring::channel ch(m.bytes());
     std::uint64_t sent = 0, bytes = 0;
     auto send_one = [&](std::string_view payload) {
@@ -629,6 +680,7 @@ int do_recv(const options& o) {
     auto printer = cli::make_printer(o.print);
     auto name = one_name(o);
     auto m = shm::map(name, true, shm::kind::channel);
+    check_owner(name);
     ring::channel ch(m.bytes());
     bool unlimited = o.follow && !o.count_set;
     std::uint64_t got = 0;

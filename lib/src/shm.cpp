@@ -14,6 +14,8 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -68,6 +70,17 @@ std::optional<std::string> get_attr_path(const std::string& path, const char* at
     if (n < 0) return std::nullopt;
     return std::string(buf, static_cast<std::size_t>(n));
 }
+
+} // namespace
+
+void tag_path(const std::string& path, kind k) {
+    std::string kv = std::string(kind_name(k)) + " ipc-shm";
+    ::lsetxattr(path.c_str(), kind_attr, kv.data(), kv.size(), 0);
+    auto c = creator_tag();
+    ::lsetxattr(path.c_str(), creator_attr, c.data(), c.size(), 0);
+}
+
+namespace {
 
 void tag(int fd, kind k) {
     std::string kv = std::string(kind_name(k)) + " ipc-shm";
@@ -143,7 +156,9 @@ object_info describe(const std::string& file, const struct stat& st, const attac
         i.kind = parse_kind(tagged->substr(0, space)).value_or(kind::other);
         if (space != std::string::npos) i.tool = tagged->substr(space + 1);
     } else if (is_sem) {
-        i.kind = kind::semaphore;
+        // glibc's named semaphores are files of exactly one sem_t; anything
+        // else under that name is not one.
+        i.kind = st.st_size == static_cast<off_t>(sizeof(sem_t)) ? kind::semaphore : kind::other;
     } else {
         unique_fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
         i.kind = fd ? kind_from_magic(fd.get()) : kind::other;
@@ -223,6 +238,14 @@ namespace {
 // and links it into place only when complete: nobody ever opens a half-made
 // object, and link(2) fails if the name exists. Returns false when it existed
 // (and !exclusive): the existing object is left as it is.
+void reserve(int fd, std::uint64_t from, std::uint64_t to, const std::string& name) {
+    if (to <= from) return;
+    int err = ::posix_fallocate(fd, static_cast<off_t>(from), static_cast<off_t>(to - from));
+    // EOPNOTSUPP/EINVAL: a file system without fallocate; the size stands.
+    if (err == ENOSPC || err == EFBIG)
+        throw system_error(err, fmt::format("reserve {} bytes for '{}' in {}", to - from, name, shm_dir()));
+}
+
 template <class F>
 bool create_object(const std::string& name, mode_t mode, bool exclusive, kind k, F prepare) {
     unique_fd dir(open_dir());
@@ -246,8 +269,19 @@ bool create_object(const std::string& name, mode_t mode, bool exclusive, kind k,
     return true;
 }
 
+// Sizes a new object and reserves its memory: a /dev/shm without room says
+// ENOSPC now, rather than SIGBUS to whoever touches a page later.
 void size_to(int fd, std::uint64_t bytes, const std::string& name) {
     if (::ftruncate(fd, static_cast<off_t>(bytes)) < 0) throw last_system_error("size", "segment", name);
+    reserve(fd, 0, bytes, name);
+}
+
+// A segment's name may not be where glibc keeps a named semaphore.
+void check_not_semaphore_name(const std::string& name) {
+    if (body(name).starts_with("sem."))
+        throw usage_error(fmt::format("'{}': names beginning with 'sem.' are where POSIX semaphores live in {} "
+                                      "(that file is semaphore '/{}'); choose another name",
+                                      name, shm_dir(), body(name).substr(4)));
 }
 
 } // namespace
@@ -255,6 +289,7 @@ void size_to(int fd, std::uint64_t bytes, const std::string& name) {
 bool create_segment(const std::string& name, std::uint64_t size, mode_t mode, bool exclusive, kind k) {
     if (k != kind::segment && k != kind::consistent)
         throw error(exit_code::internal, "create_segment makes plain and consistent segments");
+    check_not_semaphore_name(name);
     return create_object(name, mode, exclusive, k, [&](int fd) {
         std::uint64_t bytes = k == kind::consistent ? consistent::region_size(size) : size;
         size_to(fd, bytes, name);
@@ -269,6 +304,7 @@ bool create_segment(const std::string& name, std::uint64_t size, mode_t mode, bo
 
 bool create_channel(const std::string& name, std::uint64_t capacity, std::uint64_t max_msg, mode_t mode,
                     bool exclusive) {
+    check_not_semaphore_name(name);
     capacity = (capacity + 15) & ~std::uint64_t{15};
     if (max_msg == 0) max_msg = ring::largest_message(capacity);
     if (max_msg == 0 || max_msg > ring::largest_message(capacity))
@@ -331,6 +367,39 @@ void remove(const std::string& name) {
     if (::shm_unlink(name.c_str()) < 0) throw last_system_error("remove", std::string(kind_name(i.kind)), name);
 }
 
+std::vector<temporary> abandoned_temporaries() {
+    std::vector<temporary> out;
+    unique_fd dir(open_dir());
+    DIR* d = ::fdopendir(::dup(dir.get()));
+    if (!d) throw last_system_error("list", "directory", shm_dir());
+    std::string prefix = temp_prefix;
+    while (dirent* e = ::readdir(d)) {
+        std::string file = e->d_name;
+        if (!file.starts_with(prefix)) continue;
+        pid_t pid = static_cast<pid_t>(std::strtol(file.c_str() + prefix.size(), nullptr, 10));
+        struct stat st {};
+        if (pid <= 0 || ::fstatat(dir.get(), file.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            st.st_uid != ::geteuid())
+            continue;
+        // Alive: its create is under way. (A recycled pid keeps it until later.)
+        if (::kill(pid, 0) == 0 || errno == EPERM) continue;
+        auto dash = file.find('-', prefix.size());
+        std::string name = dash == std::string::npos ? "" : file.substr(dash + 1);
+        out.push_back({file, "/" + name, st.st_uid, st.st_mtim.tv_sec});
+    }
+    ::closedir(d);
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.file < b.file; });
+    return out;
+}
+
+void remove_temporary(const std::string& file) {
+    if (!file.starts_with(temp_prefix) || file.find('/') != std::string::npos)
+        throw error(exit_code::internal, "not a temporary file: " + file);
+    unique_fd dir(open_dir());
+    if (::unlinkat(dir.get(), file.c_str(), 0) < 0 && errno != ENOENT)
+        throw last_system_error("remove", "temporary file", file);
+}
+
 void resize(const std::string& name, std::uint64_t size) {
     auto i = stat(name);
     if (i.kind != kind::segment && i.kind != kind::other)
@@ -338,7 +407,49 @@ void resize(const std::string& name, std::uint64_t size) {
                                      with_article(i.kind == kind::consistent ? "consistent segment" : kind_name(i.kind))));
     unique_fd fd(::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0));
     if (!fd) throw last_system_error("open", "segment", name);
+    struct stat st {};
+    ::fstat(fd.get(), &st);
     if (::ftruncate(fd.get(), static_cast<off_t>(size)) < 0) throw last_system_error("resize", "segment", name);
+    try {
+        reserve(fd.get(), static_cast<std::uint64_t>(st.st_size), size, name);
+    } catch (const error&) {
+        if (::ftruncate(fd.get(), st.st_size) < 0) {  // back to the old size: nothing stored is lost
+        }
+        throw;
+    }
+}
+
+std::string read_at(const std::string& name, std::uint64_t offset, std::uint64_t length) {
+    unique_fd fd(::shm_open(name.c_str(), O_RDONLY | O_CLOEXEC, 0));
+    if (!fd) throw last_system_error("open", "segment", name);
+    std::string out(length, '\0');
+    std::size_t done = 0;
+    while (done < length) {
+        ssize_t r = ::pread(fd.get(), out.data() + done, length - done, static_cast<off_t>(offset + done));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw last_system_error("read", "segment", name);
+        }
+        if (r == 0) break;  // shrunk meanwhile: the rest reads as zeros
+        done += static_cast<std::size_t>(r);
+    }
+    return out;
+}
+
+void write_at(const std::string& name, std::uint64_t offset, std::string_view data) {
+    unique_fd fd(::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0));
+    if (!fd) throw last_system_error("open", "segment", name);
+    // Pages first: without room, nothing is written at all.
+    reserve(fd.get(), offset, offset + data.size(), name);
+    std::size_t done = 0;
+    while (done < data.size()) {
+        ssize_t w = ::pwrite(fd.get(), data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            throw system_error(errno, fmt::format("write {} bytes to segment '{}' ({} written)", data.size(), name, done));
+        }
+        done += static_cast<std::size_t>(w);
+    }
 }
 
 mapping map(const std::string& name, bool writable, std::optional<kind> want) {

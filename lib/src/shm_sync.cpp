@@ -238,8 +238,7 @@ void sem_create(const semaphore_ref& w, unsigned value, mode_t mode, bool exclus
         }
         ::sem_close(s);
         ::chmod(sem_path(*w.name).c_str(), mode & 0777);  // sem_open applies the umask
-        std::string kv = "semaphore ipc-shm";
-        ::setxattr(sem_path(*w.name).c_str(), "user.ipc.kind", kv.data(), kv.size(), 0);
+        tag_path(sem_path(*w.name), kind::semaphore);
         return;
     }
     int id = ::semget(*w.key, 1, IPC_CREAT | IPC_EXCL | static_cast<int>(mode & 0777));

@@ -519,3 +519,102 @@ TEST_CASE("shm watch: a missing object is reported at once", "[shm][watch]") {
     CHECK(r.status == 0);
     CHECK(parse_json(r.out)["exists"] == false);
 }
+
+TEST_CASE("shm: names of semaphore files are not segment names", "[shm][names]") {
+    shm_name s;
+    std::string clash = "sem." + s.name.substr(1);
+    auto r = shm({"create", clash, "--size", "4K"});
+    CHECK(r.status == 64);
+    CHECK(r.err.find("where POSIX semaphores live") != std::string::npos);
+    CHECK(shm({"create", clash, "--channel", "--max-bytes", "4K"}).status == 64);
+    CHECK(::access(("/dev/shm/" + clash).c_str(), F_OK) != 0);
+    // A file under a semaphore's name that is no semaphore is another tool's:
+    // listed as such, and not removed unless asked.
+    {
+        std::ofstream junk("/dev/shm/" + clash);
+        junk << "x";
+    }
+    auto st = parse_json(shm({"stat", s, "--json"}).out)["objects"][0];
+    CHECK(st["kind"] == "other");
+    auto rm = shm({"rm", s});
+    CHECK(rm.status == 65);
+    CHECK(rm.err.find("--kind other") != std::string::npos);
+    CHECK(::access(("/dev/shm/" + clash).c_str(), F_OK) == 0);
+    ::unlink(("/dev/shm/" + clash).c_str());
+}
+
+TEST_CASE("shm: semaphores carry their creator, as segments do", "[shm][sem]") {
+    shm_name s;
+    REQUIRE(shm({"create", s, "--semaphore", "--value", "1"}).status == 0);
+    auto st = parse_json(shm({"stat", s, "--json"}).out)["objects"][0];
+    CHECK(st["kind"] == "semaphore");
+    CHECK(st["creator_pid"].is_number());
+    CHECK(st["creator_alive"] == false);  // the create has exited
+}
+
+TEST_CASE("shm read: -q shows nothing, -o jsonl gives a record", "[shm][read]") {
+    shm_name s;
+    REQUIRE(shm({"create", s, "--size", "8"}).status == 0);
+    REQUIRE(shm({"write", s, "--data", "hi"}).status == 0);
+    auto q = shm({"read", s, "-q"});
+    CHECK(q.status == 0);
+    CHECK(q.out.empty());
+    auto j = parse_json(shm({"read", s, "--length", "2", "-o", "jsonl"}).out);
+    CHECK(j["data"] == "hi");
+    CHECK(j["length_bytes"] == 2);
+    REQUIRE(shm({"write", s, "--offset", "2", "--data", std::string("\xff\xfe", 2)}).status == 0);
+    auto b = parse_json(shm({"read", s, "--length", "4", "-o", "jsonl"}).out);
+    CHECK(b["data_base64"] == "aGn//g==");
+    CHECK(shm({"read", s, "--hex", "-o", "json"}).status == 64);
+}
+
+TEST_CASE("shm rm --stale: a create killed before linking leaves nothing behind for long", "[shm][rm]") {
+    shm_name s;
+    // What a create killed half-way leaves: its temporary file, its pid gone.
+    child gone({"true"});
+    pid_t dead = gone.pid();
+    gone.wait();
+    std::string tmp = "/dev/shm/.ipc-tmp-" + std::to_string(dead) + "-" + s.name.substr(1);
+    { std::ofstream f(tmp); }
+    std::string stem = s.name.substr(1);
+    auto dry = shm({"rm", "--stale", "--match", stem, "--dry-run", "--json"});
+    CHECK(dry.status == 0);
+    CHECK(::access(tmp.c_str(), F_OK) == 0);
+    auto r = shm({"rm", "--stale", "--match", stem, "--json"});
+    CHECK(r.status == 0);
+    CHECK(parse_json(r.out)["objects"][0]["name"] == tmp.substr(9));
+    CHECK(::access(tmp.c_str(), F_OK) != 0);
+    ::unlink(tmp.c_str());
+}
+
+TEST_CASE("shm: a full /dev/shm is an error, never SIGBUS, and loses nothing", "[shm][space]") {
+    // In a private mount namespace, over a 1 MiB /dev/shm.
+    auto r = testing::sh("unshare -m sh -c 'mount -t tmpfs -o size=1M tmpfs /dev/shm && "
+                         "\"" + bin + "\" create big --size 4M; echo create=$?; ls -a /dev/shm | grep -c . ; "
+                         "\"" + bin + "\" create c --channel --max-bytes 8M; echo channel=$?; "
+                         "truncate -s 4M /dev/shm/sparse && head -c 2M /dev/zero > /dev/shm/fill 2>/dev/null; "
+                         "\"" + bin + "\" write sparse --offset 3M --data hello; echo write=$?; "
+                         "\"" + bin + "\" read sparse --offset 3M --length 5 | od -An -c | tr -d \" \\n\"; echo; "
+                         "rm /dev/shm/fill; \"" + bin + "\" create small --size 64K; echo small=$?; "
+                         "head -c 2M /dev/zero > /dev/shm/fill 2>/dev/null; "
+                         "\"" + bin + "\" resize small --size 8M; echo resize=$?; stat -c %s /dev/shm/small'");
+    INFO(r.out << r.err);
+    CHECK(r.out.find("create=71") != std::string::npos);
+    CHECK(r.out.find("\n2\n") != std::string::npos);  // only . and .. : no leftover
+    CHECK(r.out.find("channel=71") != std::string::npos);
+    CHECK(r.out.find("write=71") != std::string::npos);
+    CHECK(r.out.find("\\0\\0\\0\\0\\0") != std::string::npos);  // nothing written
+    CHECK(r.out.find("small=0") != std::string::npos);
+    CHECK(r.out.find("resize=71") != std::string::npos);
+    CHECK(r.out.find("\n65536\n") != std::string::npos);  // the old size stands
+    CHECK(r.err.find("No space left on device") != std::string::npos);
+}
+
+TEST_CASE("shm: using another user's object says so", "[shm][perm]") {
+    shm_name s;
+    REQUIRE(shm({"create", s, "--size", "8", "-m", "0644"}).status == 0);
+    auto r = testing::sh(nobody() + "'" + bin + "' read " + s.name + " > /dev/null");
+    CHECK(r.status == 0);
+    CHECK(r.err.find("belongs to another user (root)") != std::string::npos);
+    CHECK(shm({"read", s}).err.empty());  // not for one's own
+}

@@ -56,6 +56,10 @@ bool create_segment(const std::string& name, std::uint64_t size, mode_t mode, bo
 bool create_channel(const std::string& name, std::uint64_t capacity, std::uint64_t max_msg, mode_t mode,
                     bool exclusive);
 
+/// Tags the file at path with its kind and this process as its creator
+/// (best effort), for objects made by other means (sem_open).
+void tag_path(const std::string& path, kind k);
+
 /// stat of a POSIX object (segment, channel, semaphore...).
 object_info stat(const std::string& name);
 
@@ -64,6 +68,28 @@ std::vector<object_info> list();
 
 /// Unlinks a POSIX object (a semaphore through sem_unlink).
 void remove(const std::string& name);
+
+/// A temporary file (".ipc-tmp-PID-NAME" in /dev/shm) of a create whose
+/// process is gone: killed before the object was linked into place.
+struct temporary {
+    std::string file;  ///< its name in /dev/shm
+    std::string name;  ///< "/NAME", the object it was to become
+    uid_t uid = 0;
+    std::int64_t mtime_unix = 0;
+};
+std::vector<temporary> abandoned_temporaries();
+/// Unlinks one of them (a file name in /dev/shm, as returned above).
+void remove_temporary(const std::string& file);
+
+/// Writes data at offset of a POSIX segment with pwrite(2): ENOSPC (71)
+/// rather than SIGBUS when /dev/shm cannot back the pages. The caller checks
+/// the bounds.
+void write_at(const std::string& name, std::uint64_t offset, std::string_view data);
+
+/// Reads length bytes at offset of a POSIX segment with pread(2): pages never
+/// written read as zeros without being allocated (a load through a mapping
+/// would allocate them, and get SIGBUS from a full /dev/shm).
+std::string read_at(const std::string& name, std::uint64_t offset, std::uint64_t length);
 
 /// ftruncate; only plain segments (a channel or a consistent segment has a
 /// fixed layout).
