@@ -218,7 +218,8 @@ int do_create(const options& o) {
             if (!o.names.empty()) throw usage_error("give a NAME or --key, not both");
             shm::semaphore_ref r{std::nullopt, parse::sysv_key(o.key), std::nullopt};
             if (*r.key == 0) throw usage_error("a System V semaphore set needs a key other than 0");
-            shm::sem_create(r, o.value.value_or(0), m, o.exclusive);
+            if (!shm::sem_create(r, o.value.value_or(0), m, o.exclusive))
+                cli::warn(fmt::format("semaphore set with key {} exists; it is left as it is", o.key));
             records.push_back(to_record(shm::sem_stat(r)));
             cli::emit(kind_key, records);
             return 0;
@@ -227,7 +228,8 @@ int do_create(const options& o) {
         auto names = checked_names(o.names);
         int status = carry_on(names, [&](const std::string& n) {
             shm::semaphore_ref r{n, std::nullopt, std::nullopt};
-            shm::sem_create(r, o.value.value_or(0), m, o.exclusive);
+            if (!shm::sem_create(r, o.value.value_or(0), m, o.exclusive))
+                cli::warn(fmt::format("'{}' exists; it is left as it is", n));
             records.push_back(to_record(shm::sem_stat(r)));
         });
         cli::emit(kind_key, records);
@@ -238,7 +240,9 @@ int do_create(const options& o) {
         if (!o.names.empty()) throw usage_error("give a NAME or --key, not both");
         if (o.channel || o.consistent) throw usage_error("channels and consistent segments are POSIX objects (a NAME)");
         if (o.size.empty()) throw usage_error("a segment needs --size");
-        int id = shm::sysv_create(parse::sysv_key(o.key), parse::size(o.size), m, o.exclusive);
+        bool created = false;
+        int id = shm::sysv_create(parse::sysv_key(o.key), parse::size(o.size), m, o.exclusive, &created);
+        if (!created) cli::warn(fmt::format("segment with key {} exists; it is left as it is", o.key));
         cli::emit(kind_key, std::vector{to_record(shm::sysv_stat(id))});
         return 0;
     }
@@ -778,7 +782,11 @@ int do_run(options o) {
     if (o.command.empty()) throw usage_error("missing COMMAND (after --)");
     auto r = semaphore_of(o);
     bool sysv = !r.name.has_value();
-    if (!shm::sem_wait(r, o.wait.deadline(), sysv))
+    // POSIX: one open semaphore for the wait and the post, so the unit goes
+    // back to the semaphore it came from even if the name is reused meanwhile.
+    std::optional<shm::named_semaphore> held;
+    if (!sysv) held.emplace(*r.name);
+    if (sysv ? !shm::sem_wait(r, o.wait.deadline(), true) : !held->wait(o.wait.deadline()))
         throw temp_failure(fmt::format("semaphore {} stayed at 0 until the timeout", r.str()), ETIMEDOUT);
     out::stdout_stream().flush();
     if (sysv) {
@@ -791,7 +799,7 @@ int do_run(options o) {
     pid_t pid = ::fork();
     if (pid < 0) {
         int err = errno;
-        shm::sem_post(r);
+        held->post();
         throw system_error(err, "start", "command", o.command.front());
     }
     if (pid == 0) exec_command(o.command);
@@ -803,7 +811,7 @@ int do_run(options o) {
     int st = 0;
     while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
-    shm::sem_post(r);
+    held->post();
     if (WIFEXITED(st)) return WEXITSTATUS(st);
     return 128 + WTERMSIG(st);
 }

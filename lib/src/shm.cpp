@@ -454,9 +454,14 @@ void write_at(const std::string& name, std::uint64_t offset, std::string_view da
 
 mapping map(const std::string& name, bool writable, std::optional<kind> want) {
     unique_fd fd(::shm_open(name.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0));
+    // shm_open does not follow symbolic links (ELOOP): say what stat says.
+    if (!fd && errno == ELOOP)
+        throw data_error(fmt::format("'{}' in {} is not a shared memory object", name, shm_dir()));
     if (!fd) throw last_system_error("open", "shared memory object", name);
     struct stat st {};
     if (::fstat(fd.get(), &st) < 0) throw last_system_error("inspect", "segment", name);
+    if (!S_ISREG(st.st_mode))
+        throw data_error(fmt::format("'{}' in {} is not a shared memory object", name, shm_dir()));
     if (want) {
         kind k = kind::other;
         if (auto t = get_attr(fd.get(), kind_attr)) k = parse_kind(t->substr(0, t->find(' '))).value_or(kind::other);
@@ -500,8 +505,9 @@ int missing_or(int err) { return err == EINVAL || err == EIDRM ? ENOENT : err; }
 
 } // namespace
 
-int sysv_create(key_t key, std::uint64_t size, mode_t mode, bool exclusive) {
+int sysv_create(key_t key, std::uint64_t size, mode_t mode, bool exclusive, bool* created) {
     int id = ::shmget(key, size, IPC_CREAT | IPC_EXCL | static_cast<int>(mode & 0777));
+    if (created) *created = id >= 0;
     if (id < 0 && errno == EEXIST && !exclusive) id = ::shmget(key, 0, 0);
     if (id < 0) {
         int err = errno;

@@ -168,22 +168,6 @@ std::string sem_path(const std::string& name) { return shm_dir() + "/sem." + nam
 
 int missing_or(int err) { return err == EINVAL || err == EIDRM ? ENOENT : err; }
 
-class posix_sem {
-public:
-    explicit posix_sem(const std::string& name) : name_(name) {
-        s_ = ::sem_open(name.c_str(), 0);
-        if (s_ == SEM_FAILED) throw last_system_error("open", "semaphore", name);
-    }
-    ~posix_sem() { ::sem_close(s_); }
-    posix_sem(const posix_sem&) = delete;
-    posix_sem& operator=(const posix_sem&) = delete;
-    sem_t* get() { return s_; }
-
-private:
-    std::string name_;
-    sem_t* s_;
-};
-
 int sysv_id(const semaphore_ref& w) {
     if (w.id) {
         semid_ds ds{};
@@ -226,12 +210,12 @@ std::string semaphore_ref::str() const {
     return fmt::format("key {:#010x}", static_cast<std::uint32_t>(key.value_or(0)));
 }
 
-void sem_create(const semaphore_ref& w, unsigned value, mode_t mode, bool exclusive) {
+bool sem_create(const semaphore_ref& w, unsigned value, mode_t mode, bool exclusive) {
     if (w.name) {
         sem_t* s = ::sem_open(w.name->c_str(), O_CREAT | O_EXCL, mode & 0777, value);
         if (s == SEM_FAILED) {
             int err = errno;
-            if (err == EEXIST && !exclusive) return;
+            if (err == EEXIST && !exclusive) return false;
             if (err == EINVAL && value > static_cast<unsigned>(SEM_VALUE_MAX))
                 throw usage_error(fmt::format("a value of {} is over SEM_VALUE_MAX ({})", value, SEM_VALUE_MAX));
             throw system_error(err, "create", "semaphore", *w.name);
@@ -239,10 +223,10 @@ void sem_create(const semaphore_ref& w, unsigned value, mode_t mode, bool exclus
         ::sem_close(s);
         ::chmod(sem_path(*w.name).c_str(), mode & 0777);  // sem_open applies the umask
         tag_path(sem_path(*w.name), kind::semaphore);
-        return;
+        return true;
     }
     int id = ::semget(*w.key, 1, IPC_CREAT | IPC_EXCL | static_cast<int>(mode & 0777));
-    if (id < 0 && errno == EEXIST && !exclusive) return;
+    if (id < 0 && errno == EEXIST && !exclusive) return false;
     if (id < 0) throw system_error(errno, fmt::format("create System V semaphore set {}", w.str()));
     union {
         int val;
@@ -256,16 +240,50 @@ void sem_create(const semaphore_ref& w, unsigned value, mode_t mode, bool exclus
             throw usage_error(fmt::format("a value of {} is over SEMVMX (32767)", value));
         throw system_error(err, fmt::format("set the value of System V semaphore set {}", w.str()));
     }
+    return true;
+}
+
+named_semaphore::named_semaphore(const std::string& name) : name_(name) {
+    sem_t* s = ::sem_open(name.c_str(), 0);
+    if (s == SEM_FAILED) throw last_system_error("open", "semaphore", name);
+    s_ = s;
+}
+
+named_semaphore::~named_semaphore() { ::sem_close(static_cast<sem_t*>(s_)); }
+
+bool named_semaphore::wait(const deadline& until) {
+    auto* s = static_cast<sem_t*>(s_);
+    for (;;) {
+        check_interrupt();
+        if (until.expired()) return ::sem_trywait(s) == 0;
+        timespec abs = realtime_after(next_slice(until));
+        if (::sem_timedwait(s, &abs) == 0) return true;
+        if (errno == ETIMEDOUT) {
+            if (until.expired()) return false;
+            continue;
+        }
+        if (errno == EINTR) continue;
+        throw last_system_error("wait on", "semaphore", name_);
+    }
+}
+
+int named_semaphore::value() const {
+    int v = 0;
+    ::sem_getvalue(static_cast<sem_t*>(s_), &v);
+    return v;
+}
+
+void named_semaphore::post() {
+    if (::sem_post(static_cast<sem_t*>(s_)) < 0) {
+        if (errno == EOVERFLOW)
+            throw temp_failure(fmt::format("semaphore '{}' is at its largest value", name_), EOVERFLOW);
+        throw last_system_error("post", "semaphore", name_);
+    }
 }
 
 void sem_post(const semaphore_ref& w) {
     if (w.name) {
-        posix_sem s(*w.name);
-        if (::sem_post(s.get()) < 0) {
-            if (errno == EOVERFLOW)
-                throw temp_failure(fmt::format("semaphore {} is at its largest value", w.str()), EOVERFLOW);
-            throw last_system_error("post", "semaphore", *w.name);
-        }
+        named_semaphore(*w.name).post();
         return;
     }
     sembuf op{0, 1, 0};
@@ -278,19 +296,7 @@ void sem_post(const semaphore_ref& w) {
 bool sem_wait(const semaphore_ref& w, const deadline& until, bool undo) {
     if (w.name) {
         if (undo) throw error(exit_code::internal, "POSIX semaphores have no undo");
-        posix_sem s(*w.name);
-        for (;;) {
-            check_interrupt();
-            if (until.expired()) return ::sem_trywait(s.get()) == 0;
-            timespec abs = realtime_after(next_slice(until));
-            if (::sem_timedwait(s.get(), &abs) == 0) return true;
-            if (errno == ETIMEDOUT) {
-                if (until.expired()) return false;
-                continue;
-            }
-            if (errno == EINTR) continue;
-            throw last_system_error("wait on", "semaphore", *w.name);
-        }
+        return named_semaphore(*w.name).wait(until);
     }
     int id = sysv_id(w);
     for (;;) {
@@ -348,10 +354,7 @@ semaphore_info sem_stat(const semaphore_ref& w) {
     if (!w.name) return sysv_sem_info(sysv_id(w));
     semaphore_info i;
     i.name = *w.name;
-    posix_sem s(*w.name);
-    int v = 0;
-    ::sem_getvalue(s.get(), &v);
-    i.value = v;
+    i.value = named_semaphore(*w.name).value();
     struct stat st {};
     std::string path = sem_path(*w.name);
     if (::stat(path.c_str(), &st) == 0) {

@@ -618,3 +618,47 @@ TEST_CASE("shm: using another user's object says so", "[shm][perm]") {
     CHECK(r.err.find("belongs to another user (root)") != std::string::npos);
     CHECK(shm({"read", s}).err.empty());  // not for one's own
 }
+
+TEST_CASE("shm run: the unit goes back to the semaphore it came from", "[shm][sem][run]") {
+    shm_name s;
+    REQUIRE(shm({"create", s, "--semaphore", "--value", "1"}).status == 0);
+    // The command replaces the semaphore by a new one of the same name.
+    auto r = shm({"run", s, "--", "sh", "-c",
+                  "'" + bin + "' rm " + s.name + " && '" + bin + "' create -q " + s.name + " --semaphore --value 0"});
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(parse_json(shm({"stat", s, "--json"}).out)["objects"][0]["value"] == 0);
+}
+
+TEST_CASE("shm: a symbolic link is not an object, for every verb alike", "[shm][names]") {
+    shm_name s;
+    REQUIRE(::symlink("/etc/passwd", ("/dev/shm" + s.name).c_str()) == 0);
+    for (std::vector<std::string> v : {std::vector<std::string>{"stat"}, {"read"}, {"write", "--data", "x"}, {"send", "x"},
+                                       {"recv", "-n"}, {"rm"}, {"resize", "--size", "1"}}) {
+        v.insert(v.begin() + 1, s.name);
+        auto r = shm(v);
+        CAPTURE(v[0]);
+        CHECK(r.status == 65);
+        CHECK(r.err.find("is not a shared memory object") != std::string::npos);
+    }
+    ::unlink(("/dev/shm" + s.name).c_str());
+}
+
+TEST_CASE("shm create: an existing object is left as it is, and said so, for every kind", "[shm][create]") {
+    shm_name seg, sem;
+    sysv_key k;
+    REQUIRE(shm({"create", seg, "--size", "8"}).status == 0);
+    REQUIRE(shm({"create", sem, "--semaphore", "--value", "3"}).status == 0);
+    REQUIRE(shm({"create", "--key", k.text, "--size", "8"}).status == 0);
+    auto a = shm({"create", seg, "--size", "16"});
+    CHECK(a.status == 0);
+    CHECK(a.err.find("exists; it is left as it is") != std::string::npos);
+    auto b = shm({"create", sem, "--semaphore", "--value", "1"});
+    CHECK(b.status == 0);
+    CHECK(b.err.find("exists; it is left as it is") != std::string::npos);
+    CHECK(parse_json(shm({"stat", sem, "--json"}).out)["objects"][0]["value"] == 3);
+    auto c = shm({"create", "--key", k.text, "--size", "8"});
+    CHECK(c.status == 0);
+    CHECK(c.err.find("exists; it is left as it is") != std::string::npos);
+    CHECK(shm({"create", sem, "--semaphore", "-x"}).status == 73);
+}

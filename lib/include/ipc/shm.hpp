@@ -132,7 +132,7 @@ struct sysv_info {
     bool removed = false;  ///< marked for removal, waiting for the last detach
 };
 
-int sysv_create(key_t key, std::uint64_t size, mode_t mode, bool exclusive);
+int sysv_create(key_t key, std::uint64_t size, mode_t mode, bool exclusive, bool* created = nullptr);
 int sysv_resolve(std::optional<key_t> key, std::optional<int> id);
 sysv_info sysv_stat(int id);
 std::vector<sysv_info> sysv_list();
@@ -197,7 +197,27 @@ struct semaphore_ref {
     std::string str() const;
 };
 
-void sem_create(const semaphore_ref& which, unsigned value, mode_t mode, bool exclusive);
+/// An open POSIX named semaphore. Its waits and posts act on the semaphore
+/// it opened, also when the name is removed or made again meanwhile (as
+/// `ipc-shm run` needs: the unit goes back where it came from).
+class named_semaphore {
+public:
+    explicit named_semaphore(const std::string& name);
+    ~named_semaphore();
+    named_semaphore(const named_semaphore&) = delete;
+    named_semaphore& operator=(const named_semaphore&) = delete;
+    /// Takes one unit; false when none came before the deadline.
+    bool wait(const deadline& until);
+    void post();
+    int value() const;
+
+private:
+    std::string name_;
+    void* s_;  // sem_t*
+};
+
+/// Returns false when it existed (and !exclusive): left as it was.
+bool sem_create(const semaphore_ref& which, unsigned value, mode_t mode, bool exclusive);
 void sem_post(const semaphore_ref& which);
 /// Takes one unit; false when none came before the deadline. With `undo`
 /// (System V only) the kernel gives it back when this process exits.
