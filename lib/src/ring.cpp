@@ -31,6 +31,7 @@ struct alignas(64) channel::control {
     std::atomic<std::uint32_t> data_waiters;
     std::atomic<std::uint64_t> next_seq;
     std::atomic<std::uint64_t> cached_head;  // senders' last look at head: saves a cache miss per send
+    std::atomic<std::uint64_t> last_record;  // where the last record a sender began to commit starts
 
     alignas(64) sync::robust_mutex recv_lock;
 
@@ -75,8 +76,11 @@ public:
     held(sync::robust_mutex& m, std::atomic<std::uint64_t>& recoveries, const deadline& until) : m_(m) {
         auto r = m.lock(until);
         ok_ = r != sync::robust_mutex::outcome::timeout;
-        if (r == sync::robust_mutex::outcome::recovered) recoveries.fetch_add(1, std::memory_order_relaxed);
+        recovered_ = r == sync::robust_mutex::outcome::recovered;
+        if (recovered_) recoveries.fetch_add(1, std::memory_order_relaxed);
     }
+    /// The previous holder died holding the lock.
+    bool recovered() const { return recovered_; }
     ~held() {
         if (ok_) m_.unlock();
     }
@@ -92,6 +96,7 @@ public:
 private:
     sync::robust_mutex& m_;
     bool ok_;
+    bool recovered_ = false;
 };
 
 } // namespace
@@ -118,6 +123,7 @@ void channel::format(std::span<std::byte> region, std::uint64_t capacity, std::u
     c->data_waiters.store(0);
     c->next_seq.store(1);
     c->cached_head.store(0);
+    c->last_record.store(0);
     c->head.store(0);
     c->head_tick.store(0);
     c->space_waiters.store(0);
@@ -209,10 +215,31 @@ inline void channel::write_payload(std::uint64_t tail, std::string_view payload)
     }
 }
 
+// The next sequence number a sender will use, as committed: next_seq, or one
+// more when a sender died between committing its record (tail) and counting
+// it (next_seq). Read with the sender lock held, or for stat.
+std::uint64_t channel::committed_next_seq() const {
+    std::uint64_t next = c_->next_seq.load(std::memory_order_acquire);
+    std::uint64_t t = c_->tail.load(std::memory_order_acquire);
+    std::uint64_t last = c_->last_record.load(std::memory_order_relaxed);
+    if (last < t && t - last <= capacity_ && last % 16 == 0) {
+        record r;
+        std::memcpy(&r, ring_ + last % capacity_, sizeof r);
+        if (r.kind == kind_message && r.seq == next && r.size <= c_->max_msg && last + record_size(r.size) == t)
+            return next + 1;
+    }
+    return next;
+}
+
+// With the sender lock taken over from a dead holder: count a record it
+// committed but did not count.
+void channel::repair_seq() { c_->next_seq.store(committed_next_seq(), std::memory_order_relaxed); }
+
 std::optional<channel::reservation> channel::reserve(std::size_t n, const deadline& until, sync::wait_mode mode) {
     if (n > c_->max_msg) throw too_large(n);
     held lock(c_->send_lock, c_->sender_recoveries, until);
     if (!lock) return std::nullopt;
+    if (lock.recovered()) repair_seq();
     std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);  // ours: we hold the sender lock
     if (!make_room(tail, n, until, mode)) return std::nullopt;
     lock.keep();
@@ -231,9 +258,14 @@ inline std::uint64_t channel::publish(std::uint64_t tail, std::size_t n, std::me
     record r{static_cast<std::uint32_t>(n), kind_message, seq};
     std::memcpy(ring_ + tail % capacity_, &r, sizeof r);
     fault::point("ring.send.before_commit");
-    c_->next_seq.store(seq + 1, std::memory_order_relaxed);
+    c_->last_record.store(tail, std::memory_order_relaxed);
     // The commit point: the record's bytes happen-before any receiver's read.
     c_->tail.store(tail + record_size(n), std::memory_order_release);
+    fault::point("ring.send.committed");
+    // After the commit: a sender killed before this leaves next_seq one
+    // behind, which the next sender repairs (see repair_seq), rather than a
+    // number skipped.
+    c_->next_seq.store(seq + 1, std::memory_order_relaxed);
     c_->tail_tick.store(c_->tail_tick.load(std::memory_order_relaxed) + 1, tick_order);
     fault::point("ring.send.after_commit");
     return seq;
@@ -263,6 +295,7 @@ bool channel::send(std::string_view payload, const deadline& until, sync::wait_m
     if (n > c_->max_msg) throw too_large(n);
     held lock(c_->send_lock, c_->sender_recoveries, until);
     if (!lock) return false;
+    if (lock.recovered()) repair_seq();
     std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);  // ours: we hold the sender lock
     if (!make_room(tail, n, until, mode)) return false;
     write_payload(tail, payload);
@@ -285,6 +318,7 @@ std::size_t channel::send_many(std::span<const std::string_view> payloads, const
     if (payloads.empty()) return 0;
     held lock(c_->send_lock, c_->sender_recoveries, until);
     if (!lock) return 0;
+    if (lock.recovered()) repair_seq();
     std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);
     std::size_t sent = 0, woken = 0;
     // Wakes receivers for what was committed since the last call: one full
@@ -416,7 +450,7 @@ stats channel::stat() const {
     std::uint64_t head = c_->head.load(std::memory_order_acquire);
     std::uint64_t tail = c_->tail.load(std::memory_order_acquire);
     s.used_bytes = tail >= head ? tail - head : 0;
-    s.sent = c_->next_seq.load(std::memory_order_acquire) - 1;
+    s.sent = committed_next_seq() - 1;
     // The oldest record's own sequence number says how many were taken: no
     // separate counter that a receiver killed between two stores could skew.
     s.taken = s.sent;

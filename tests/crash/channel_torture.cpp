@@ -5,6 +5,8 @@
 // Afterwards every message is accounted for:
 //   torn       received with a bad checksum              must be 0
 //   duplicated received twice                             must be 0
+//   seq        sequence numbers: none seen twice; none missing beyond what
+//              killed receivers took
 //   lost       committed (logged by its sender after send() returned) and
 //              never received                             at most what killed receivers
 //                                                         had taken: one each with receive(),
@@ -43,7 +45,7 @@ using namespace std::chrono_literals;
 namespace {
 
 const char* const send_points[] = {"ring.send.padded", "ring.send.mid_copy", "ring.send.before_commit",
-                                   "ring.send.after_commit"};
+                                   "ring.send.committed", "ring.send.after_commit"};
 const char* const recv_points[] = {"ring.recv.before_take", "ring.recv.after_take"};
 
 struct shared_state {
@@ -79,6 +81,7 @@ void write_all(int fd, const std::string& s) {
 
 struct round_result {
     std::size_t torn = 0, duplicated = 0, lost = 0, committed = 0, received = 0;
+    std::size_t seq_duplicated = 0, seq_gaps = 0;  // sequence numbers seen twice; never seen
     int killed_receivers = 0, killed_senders = 0;
     std::size_t loss_allowed = 0;  // what killed receivers may have held
     std::uint64_t sender_recoveries = 0, receiver_recoveries = 0;
@@ -108,7 +111,7 @@ round_result run_round(std::mt19937_64& rng, int round) {
         if (::pipe(p) < 0) std::exit(70);
         // The fate of this process, drawn in the parent so the seed decides it.
         int fate = static_cast<int>(rng() % 4);  // 0: lives, 1: fault point, 2: killed at a random time
-        const char* point = is_sender ? send_points[rng() % 4] : recv_points[rng() % 2];
+        const char* point = is_sender ? send_points[rng() % 5] : recv_points[rng() % 2];
         long nth = 1 + static_cast<long>(rng() % (is_sender ? per_sender : 100));
         std::uint64_t max_msg = ring::largest_message(capacity);
         std::uint64_t seed = rng();
@@ -141,28 +144,34 @@ round_result run_round(std::mt19937_64& rng, int round) {
                 }
             } else {
                 std::string buf;
-                std::vector<std::string> got;
-                auto record = [&](const std::string& m) {
+                std::vector<std::pair<std::uint64_t, std::string>> got;
+                auto record = [&](std::uint64_t seq, const std::string& m) {
                     int s = -1, n = -1;
                     bool ok = parse(m, s, n);
-                    return std::to_string(s) + " " + std::to_string(n) + " " + (ok ? "1" : "0") + "\n";
+                    return std::to_string(s) + " " + std::to_string(n) + " " + (ok ? "1" : "0") + " " +
+                           std::to_string(seq) + "\n";
                 };
                 while (true) {
                     std::size_t k = 0;
-                    if (burst == 1) k = ch.receive_into(buf, deadline::after(20ms), sync::wait_mode::adaptive) ? 1 : 0;
-                    else {
+                    std::uint64_t one = 0;
+                    if (burst == 1) {
+                        auto seq = ch.receive_into(buf, deadline::after(20ms), sync::wait_mode::adaptive);
+                        k = seq ? 1 : 0;
+                        one = seq.value_or(0);
+                    } else {
                         got.clear();
-                        k = ch.receive_many(burst, [&](std::uint64_t, std::string_view d) { got.emplace_back(d); },
-                                            deadline::after(20ms), sync::wait_mode::adaptive);
+                        k = ch.receive_many(
+                            burst, [&](std::uint64_t seq, std::string_view d) { got.emplace_back(seq, std::string(d)); },
+                            deadline::after(20ms), sync::wait_mode::adaptive);
                     }
                     if (!k) {
                         if (state->stop.load()) break;
                         continue;
                     }
                     std::string log;
-                    if (burst == 1) log = record(buf);
+                    if (burst == 1) log = record(one, buf);
                     else
-                        for (auto& m : got) log += record(m);
+                        for (auto& [seq, m] : got) log += record(seq, m);
                     write_all(p[1], log);
                 }
             }
@@ -238,11 +247,13 @@ round_result run_round(std::mt19937_64& rng, int round) {
     ring::channel ch(region);
     std::string leftover;
     std::string buf;
-    while (ch.receive_into(buf, deadline::after(10ms), sync::wait_mode::block)) {
+    while (auto seq = ch.receive_into(buf, deadline::after(10ms), sync::wait_mode::block)) {
         int s = -1, n = -1;
         bool ok = parse(buf, s, n);
-        leftover += std::to_string(s) + " " + std::to_string(n) + " " + (ok ? "1" : "0") + "\n";
+        leftover += std::to_string(s) + " " + std::to_string(n) + " " + (ok ? "1" : "0") + " " +
+                    std::to_string(*seq) + "\n";
     }
+    std::uint64_t sent_before_check = ch.stat().sent;
     // The channel still works for a new sender and receiver.
     if (!ch.send("after", deadline::after(5s), sync::wait_mode::block) ||
         ch.receive(deadline::after(5s), sync::wait_mode::block)->data != "after") {
@@ -254,6 +265,7 @@ round_result run_round(std::mt19937_64& rng, int round) {
     res.receiver_recoveries = stats.receiver_recoveries;
 
     std::set<std::pair<int, int>> committed, received;
+    std::set<std::uint64_t> seqs;
     for (std::size_t i = 0; i < procs.size(); ++i) {
         std::istringstream in(logs[static_cast<int>(i)]);
         int s, n;
@@ -264,7 +276,9 @@ round_result run_round(std::mt19937_64& rng, int round) {
     auto account = [&](const std::string& log) {
         std::istringstream in(log);
         int s, n, ok;
-        while (in >> s >> n >> ok) {
+        std::uint64_t seq;
+        while (in >> s >> n >> ok >> seq) {
+            if (!seqs.insert(seq).second) ++res.seq_duplicated;
             ++res.received;
             if (!ok) ++res.torn;
             else if (!received.insert({s, n}).second) ++res.duplicated;
@@ -274,6 +288,10 @@ round_result run_round(std::mt19937_64& rng, int round) {
         if (!procs[i].sender) account(logs[static_cast<int>(i)]);
     account(leftover);
     res.committed = committed.size();
+    // Every number from 1 to the count was given to a committed message: one
+    // never seen was taken by a receiver killed before it logged it.
+    for (std::uint64_t q = 1; q <= sent_before_check; ++q)
+        if (!seqs.count(q)) ++res.seq_gaps;
     for (const auto& c : committed)
         if (!received.count(c)) ++res.lost;
     ::munmap(base, size);
@@ -301,15 +319,19 @@ int main(int argc, char** argv) {
     int failed = 0;
     for (int r = 0; r < rounds; ++r) {
         auto res = run_round(rng, r);
-        bool ok = res.torn == 0 && res.duplicated == 0 && res.lost <= res.loss_allowed;
+        bool ok = res.torn == 0 && res.duplicated == 0 && res.lost <= res.loss_allowed && res.seq_duplicated == 0 &&
+                  res.seq_gaps <= res.loss_allowed;
         if (!ok) {
             ++failed;
-            std::printf("round %d FAILED: torn=%zu duplicated=%zu lost=%zu (killed receivers %d, may lose %zu)\n", r,
-                        res.torn, res.duplicated, res.lost, res.killed_receivers, res.loss_allowed);
+            std::printf("round %d FAILED: torn=%zu duplicated=%zu lost=%zu seq_duplicated=%zu seq_gaps=%zu (killed "
+                        "receivers %d, may lose %zu)\n",
+                        r, res.torn, res.duplicated, res.lost, res.seq_duplicated, res.seq_gaps, res.killed_receivers,
+                        res.loss_allowed);
         }
         total.torn += res.torn;
         total.duplicated += res.duplicated;
         total.lost += res.lost;
+        total.seq_gaps += res.seq_gaps;
         total.committed += res.committed;
         total.received += res.received;
         total.killed_senders += res.killed_senders;
@@ -317,9 +339,10 @@ int main(int argc, char** argv) {
         total.sender_recoveries += res.sender_recoveries;
         total.receiver_recoveries += res.receiver_recoveries;
     }
-    std::printf("committed=%zu received=%zu torn=%zu duplicated=%zu lost=%zu killed_senders=%d killed_receivers=%d "
-                "sender_recoveries=%llu receiver_recoveries=%llu\n",
-                total.committed, total.received, total.torn, total.duplicated, total.lost, total.killed_senders,
+    std::printf("committed=%zu received=%zu torn=%zu duplicated=%zu lost=%zu seq_gaps=%zu killed_senders=%d "
+                "killed_receivers=%d sender_recoveries=%llu receiver_recoveries=%llu\n",
+                total.committed, total.received, total.torn, total.duplicated, total.lost, total.seq_gaps,
+                total.killed_senders,
                 total.killed_receivers, static_cast<unsigned long long>(total.sender_recoveries),
                 static_cast<unsigned long long>(total.receiver_recoveries));
     std::printf("%s\n", failed ? "FAILED" : "ok");

@@ -54,7 +54,11 @@
 ///
 /// Crash safety. tail is the commit point: a sender killed before storing it
 /// leaves nothing visible, and the robust lock lets the next sender go on
-/// (counted in sender_recoveries). head is the take point: a receiver killed
+/// (counted in sender_recoveries). Sequence numbers stay gap-free and unique:
+/// a sender counts its record (next_seq) only after committing it, and one
+/// that takes the lock over from a dead sender first counts a record the dead
+/// one committed but did not count (last_record says where it is). head is
+/// the take point: a receiver killed
 /// before storing it leaves the message for the next receiver; killed after,
 /// it loses only that message (receiver_recoveries). Every header is checked
 /// before use: a corrupted ring is reported, never followed.
@@ -176,6 +180,8 @@ private:
     void write_payload(std::uint64_t tail, std::string_view payload);
     std::uint64_t publish(std::uint64_t tail, std::size_t n, std::memory_order tick_order);
     error too_large(std::size_t n) const;
+    std::uint64_t committed_next_seq() const;
+    void repair_seq();
     control* c_;
     std::byte* ring_;
     std::uint64_t capacity_;
