@@ -125,6 +125,7 @@ out::record to_full_record(const shm::object_info& i) {
                 .add("taken", s.taken)
                 .add("senders_waiting", s.senders_waiting)
                 .add("receivers_waiting", s.receivers_waiting)
+                .add("stale_waiters", s.stale_waiters)
                 .add("sender_recoveries", s.sender_recoveries)
                 .add("receiver_recoveries", s.receiver_recoveries);
         } else if (i.kind == shm::kind::consistent) {

@@ -28,7 +28,7 @@ struct alignas(64) channel::control {
 
     alignas(64) std::atomic<std::uint64_t> tail;
     std::atomic<std::uint32_t> tail_tick;
-    std::atomic<std::uint32_t> data_waiters;
+    std::atomic<std::uint32_t> unused_tail_;
     std::atomic<std::uint64_t> next_seq;
     std::atomic<std::uint64_t> cached_head;  // senders' last look at head: saves a cache miss per send
     std::atomic<std::uint64_t> last_record;  // where the last record a sender began to commit starts
@@ -37,8 +37,12 @@ struct alignas(64) channel::control {
 
     alignas(64) std::atomic<std::uint64_t> head;
     std::atomic<std::uint32_t> head_tick;
-    std::atomic<std::uint32_t> space_waiters;
+    std::atomic<std::uint32_t> unused_head_;
     std::atomic<std::uint64_t> taken;
+
+    // Who sleeps: written only by waiters on their way to sleep and back.
+    alignas(64) sync::waiter_set data_waiters;   // receivers, on tail_tick
+    alignas(64) sync::waiter_set space_waiters;  // senders, on head_tick
 };
 
 namespace {
@@ -48,6 +52,8 @@ static_assert(offsetof(channel::control, send_lock) == 64);
 static_assert(offsetof(channel::control, tail) == 128);
 static_assert(offsetof(channel::control, recv_lock) == 192);
 static_assert(offsetof(channel::control, head) == 256);
+static_assert(offsetof(channel::control, data_waiters) == 320);
+static_assert(offsetof(channel::control, space_waiters) == 512);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
               "atomics in shared memory must be lock-free");
 
@@ -120,13 +126,13 @@ void channel::format(std::span<std::byte> region, std::uint64_t capacity, std::u
     c->recv_lock.init();
     c->tail.store(0);
     c->tail_tick.store(0);
-    c->data_waiters.store(0);
+
     c->next_seq.store(1);
     c->cached_head.store(0);
     c->last_record.store(0);
     c->head.store(0);
     c->head_tick.store(0);
-    c->space_waiters.store(0);
+
     c->taken.store(0);
     // The magic last (release): a reader that sees it sees a formatted channel.
     std::atomic_ref<std::uint64_t>(c->magic).store(magic, std::memory_order_release);
@@ -465,8 +471,9 @@ stats channel::stat() const {
         break;
     }
     s.messages = s.sent - std::min(s.taken, s.sent);
-    s.senders_waiting = c_->space_waiters.load(std::memory_order_relaxed);
-    s.receivers_waiting = c_->data_waiters.load(std::memory_order_relaxed);
+    s.senders_waiting = c_->space_waiters.count_alive();
+    s.receivers_waiting = c_->data_waiters.count_alive();
+    s.stale_waiters = c_->space_waiters.count_dead() + c_->data_waiters.count_dead();
     s.sender_recoveries = c_->sender_recoveries.load(std::memory_order_relaxed);
     s.receiver_recoveries = c_->receiver_recoveries.load(std::memory_order_relaxed);
     s.created_ns = c_->created_ns;

@@ -60,8 +60,81 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, 
     throw last_system_error("wait on", "futex", "");
 }
 
-void futex_wake(const std::atomic<std::uint32_t>& word, int n) {
-    ::syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word), FUTEX_WAKE, n, nullptr, nullptr, 0);
+int futex_wake(const std::atomic<std::uint32_t>& word, int n) {
+    long r = ::syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word), FUTEX_WAKE, n, nullptr, nullptr, 0);
+    return r < 0 ? 0 : static_cast<int>(r);
+}
+
+namespace {
+
+bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+
+} // namespace
+
+int waiter_set::enter() noexcept {
+    std::int32_t me = static_cast<std::int32_t>(::getpid());
+    for (int i = 0; i < slots; ++i) {
+        std::int32_t free = 0;
+        if (pid[i].load(std::memory_order_relaxed) == 0 &&
+            pid[i].compare_exchange_strong(free, me, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+            mask.fetch_or(1u << i, std::memory_order_seq_cst);
+            return i;
+        }
+    }
+    overflow.fetch_add(1, std::memory_order_seq_cst);
+    return -1;
+}
+
+void waiter_set::leave(int slot) noexcept {
+    if (slot < 0) {
+        overflow.fetch_sub(1, std::memory_order_seq_cst);
+        return;
+    }
+    // The bit before the slot: once the slot is free another may take it.
+    mask.fetch_and(~(1u << slot), std::memory_order_seq_cst);
+    pid[slot].store(0, std::memory_order_release);
+}
+
+std::uint32_t waiter_set::count_alive() const noexcept {
+    std::uint32_t n = overflow.load(std::memory_order_acquire);
+    std::uint32_t m = mask.load(std::memory_order_acquire);
+    for (int i = 0; i < slots; ++i) {
+        std::int32_t p = pid[i].load(std::memory_order_acquire);
+        if ((m & (1u << i)) && p > 0 && process_alive(p)) ++n;
+    }
+    return n;
+}
+
+std::uint32_t waiter_set::count_dead() const noexcept {
+    std::uint32_t n = 0;
+    for (int i = 0; i < slots; ++i) {
+        std::int32_t p = pid[i].load(std::memory_order_acquire);
+        if (p > 0 && !process_alive(p)) ++n;
+    }
+    return n;
+}
+
+int waiter_set::heal() noexcept {
+    int freed = 0;
+    for (int i = 0; i < slots; ++i) {
+        std::int32_t p = pid[i].load(std::memory_order_acquire);
+        if (p <= 0 || process_alive(p)) continue;
+        // One healer wins the slot (-1: being freed; nobody claims it), clears
+        // its bit, then frees it.
+        if (!pid[i].compare_exchange_strong(p, -1, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
+        mask.fetch_and(~(1u << i), std::memory_order_seq_cst);
+        pid[i].store(0, std::memory_order_release);
+        ++freed;
+    }
+    return freed;
+}
+
+void wake_if_waiting_slow(const std::atomic<std::uint32_t>& word, waiter_set& waiters, int n) {
+    if (futex_wake(word, n) > 0) return;
+    // Nobody woke: a waiter between registering and sleeping, or one that
+    // died asleep. Look at who is registered once in a while.
+    thread_local std::uint32_t idle = 0;
+    if (idle++ % 64 == 0) waiters.heal();
 }
 
 wait_mode parse_wait_mode(std::string_view text) {
@@ -192,9 +265,8 @@ void robust_mutex::unlock() {
     if (word_.exchange(0, std::memory_order_release) & waiters_bit) futex_wake(word_, 1);
 }
 
-bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t observed,
-                      std::atomic<std::uint32_t>& waiters, wait_mode mode, const deadline& until,
-                      std::chrono::nanoseconds spin_budget) {
+bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t observed, waiter_set& waiters,
+                      wait_mode mode, const deadline& until, std::chrono::nanoseconds spin_budget) {
     if (word.load(std::memory_order_acquire) != observed) return true;
     if (mode != wait_mode::block) {
         // Spin with pause for a few microseconds; after that yield now and
@@ -217,11 +289,11 @@ bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t obse
     // publishes the word then reads "waiting" (both seq_cst). One of the two
     // sees the other, and futex_wait re-checks the word atomically in the
     // kernel, so a wake-up cannot fall between our check and our sleep.
-    waiters.fetch_add(1, std::memory_order_seq_cst);
     struct leave {
-        std::atomic<std::uint32_t>& w;
-        ~leave() { w.fetch_sub(1, std::memory_order_seq_cst); }
-    } guard{waiters};
+        waiter_set& w;
+        int slot;
+        ~leave() { w.leave(slot); }
+    } guard{waiters, waiters.enter()};
     // One sleep (at most one slice): the caller looks at its real condition
     // again, so a change whose waker died before storing the word (a peer
     // killed between its two stores) still ends the wait within a slice.

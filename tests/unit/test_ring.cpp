@@ -481,3 +481,63 @@ TEST_CASE("ring: a receiver killed mid-take loses at most the message it held", 
         else CHECK(m->data == "second");  // only the held message is gone
     }
 }
+
+TEST_CASE("ring: a receiver killed in its sleep is not counted, and its registration is freed", "[ring][crash]") {
+    shared_region mem(ring::region_size(4096));
+    ring::channel::format(mem.span(), 4096, 512);
+    ring::channel ch(mem.span());
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ring::channel c(mem.span());
+        c.receive(deadline::after(30s), sync::wait_mode::block);
+        ::_exit(0);
+    }
+    // Asleep, and counted.
+    bool asleep = false;
+    for (int i = 0; i < 2000 && !asleep; ++i) {
+        asleep = ch.stat().receivers_waiting == 1;
+        if (!asleep) ::usleep(1000);
+    }
+    REQUIRE(asleep);
+    CHECK(ch.stat().stale_waiters == 0);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    auto s = ch.stat();
+    CHECK(s.receivers_waiting == 0);
+    CHECK(s.stale_waiters == 1);
+    // A send finds nobody to wake, and frees the dead receiver's registration.
+    REQUIRE(ch.send("x", deadline::after(1s), sync::wait_mode::block));
+    CHECK(ch.stat().stale_waiters == 0);
+    CHECK(ch.receive(deadline::after(1s), sync::wait_mode::block)->data == "x");
+}
+
+TEST_CASE("ring: waiter sets: slots, overflow, healing", "[ring][sync]") {
+    shared_region mem(4096);
+    auto* w = new (mem.span().data()) sync::waiter_set{};
+    CHECK_FALSE(w->any());
+    std::vector<int> slots;
+    for (int i = 0; i < sync::waiter_set::slots + 3; ++i) slots.push_back(w->enter());
+    CHECK(w->any());
+    CHECK(slots[0] == 0);
+    CHECK(slots[31] == 31);
+    CHECK(slots[32] == -1);  // the rest are counted in overflow
+    CHECK(w->count_alive() == 35);
+    CHECK(w->count_dead() == 0);
+    CHECK(w->heal() == 0);  // all alive: nothing freed
+    for (int s : slots) w->leave(s);
+    CHECK_FALSE(w->any());
+    CHECK(w->count_alive() == 0);
+    // A slot held by a process that is gone is freed by heal().
+    pid_t gone = ::fork();
+    if (gone == 0) ::_exit(0);
+    ::waitpid(gone, nullptr, 0);
+    w->pid[5].store(gone);
+    w->mask.fetch_or(1u << 5);
+    CHECK(w->any());
+    CHECK(w->count_alive() == 0);
+    CHECK(w->count_dead() == 1);
+    CHECK(w->heal() == 1);
+    CHECK_FALSE(w->any());
+    CHECK(w->pid[5].load() == 0);
+}

@@ -26,11 +26,14 @@
 ///          creation time, recovery counters
 ///     64   sender lock (robust, process-shared mutex)
 ///     128  tail side, written by senders only: tail (bytes ever written),
-///          tail_tick (futex word), next_seq, data_waiters
+///          tail_tick (futex word), next_seq, cached_head, last_record
 ///     192  receiver lock
 ///     256  head side, written by receivers only: head (bytes ever taken),
-///          head_tick (futex word), taken, space_waiters
-///     512  the ring: `capacity` bytes of 16-byte-aligned records
+///          head_tick (futex word), taken
+///     320  data_waiters: the receivers asleep on tail_tick (sync::waiter_set:
+///          a bit mask, an overflow count and 32 pid slots)
+///     512  space_waiters: the senders asleep on head_tick
+///     1024 the ring: `capacity` bytes of 16-byte-aligned records
 ///
 /// A record is a 16-byte header {u32 size, u32 kind, u64 seq} and the payload,
 /// padded to 16 bytes. A record never wraps: when it does not fit before the
@@ -65,8 +68,8 @@
 namespace ipc::ring {
 
 inline constexpr std::uint64_t magic = 0x314E414843435049ull;  // "IPCCHAN1"
-inline constexpr std::uint32_t version = 1;
-inline constexpr std::size_t header_bytes = 512;
+inline constexpr std::uint32_t version = 2;
+inline constexpr std::size_t header_bytes = 1024;
 inline constexpr std::size_t record_header = 16;
 
 /// Ring bytes a record of a payload of n bytes takes.
@@ -92,6 +95,7 @@ struct stats {
     std::uint64_t taken = 0;  ///< messages ever taken
     std::uint32_t senders_waiting = 0;
     std::uint32_t receivers_waiting = 0;
+    std::uint32_t stale_waiters = 0;  ///< registrations of waiters that died asleep, not yet freed
     std::uint64_t sender_recoveries = 0;
     std::uint64_t receiver_recoveries = 0;
     std::int64_t created_ns = 0;

@@ -21,7 +21,8 @@ namespace ipc::sync {
 bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, const deadline& until);
 
 /// Wakes up to n waiters of word.
-void futex_wake(const std::atomic<std::uint32_t>& word, int n);
+/// Returns how many were woken.
+int futex_wake(const std::atomic<std::uint32_t>& word, int n);
 
 /// A pause instruction for spin loops (lets the sibling hyperthread run).
 inline void cpu_relax() noexcept {
@@ -79,13 +80,41 @@ private:
 
 static_assert(sizeof(robust_mutex) <= 48, "a robust_mutex fits its cache-line slot");
 
+/// Who sleeps on a futex word, in shared memory: up to 32 processes by pid,
+/// in slots, and a count of any more. A waiter killed in its sleep leaves its
+/// slot taken; its pid tells that it is gone, so count_alive() leaves it out
+/// and heal() frees it (pids are those of the caller's PID namespace; a pid
+/// reused meanwhile looks alive). Zeroed memory is an empty set.
+struct waiter_set {
+    static constexpr int slots = 32;
+    std::atomic<std::uint32_t> mask;      ///< bit i: slot i's waiter may sleep
+    std::atomic<std::uint32_t> overflow;  ///< waiters that found no free slot
+    std::atomic<std::int32_t> pid[slots]; ///< 0: free; -1: being freed
+
+    /// Registers this process (a seq_cst read-modify-write, for the Dekker
+    /// pairing with the waker); returns its slot, or -1 when counted in overflow.
+    int enter() noexcept;
+    void leave(int slot) noexcept;
+    /// True when someone may be sleeping (seq_cst loads).
+    bool any() const noexcept {
+        return (mask.load(std::memory_order_seq_cst) | overflow.load(std::memory_order_seq_cst)) != 0;
+    }
+    /// Waiters whose process still runs, and those in overflow.
+    std::uint32_t count_alive() const noexcept;
+    /// Slots still held by processes that are gone (died asleep).
+    std::uint32_t count_dead() const noexcept;
+    /// Frees the slots of processes that are gone; returns how many.
+    int heal() noexcept;
+};
+static_assert(sizeof(waiter_set) == 136);
+
 /// Waits while `word` still holds `observed`, by the given mode, until the
-/// deadline. `waiters` is the count the waking side reads to decide whether a
+/// deadline. `waiters` is what the waking side reads to decide whether a
 /// futex wake-up is needed: this registers in it before sleeping, with the
 /// ordering that makes a lost wake-up impossible (see the .cpp). Returns false
 /// on timeout.
-bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t observed,
-                      std::atomic<std::uint32_t>& waiters, wait_mode mode, const deadline& until,
+bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t observed, waiter_set& waiters,
+                      wait_mode mode, const deadline& until,
                       std::chrono::nanoseconds spin_budget = std::chrono::microseconds(50));
 
 /// A full (store-load) barrier, as between storing a futex word and looking
@@ -104,9 +133,12 @@ inline void full_barrier() noexcept {
 /// The waking side's half: call after publishing the change to `word`
 /// (with a seq_cst store or RMW). Makes the system call only when someone
 /// may be sleeping.
-inline void wake_if_waiting(const std::atomic<std::uint32_t>& word, const std::atomic<std::uint32_t>& waiters,
-                            int n) {
-    if (waiters.load(std::memory_order_seq_cst) != 0) futex_wake(word, n);
+/// Now and then a wake-up that woke nobody while the set said someone may
+/// sleep frees the slots of waiters that died in their sleep, so that their
+/// slots stop costing every later waker a system call.
+void wake_if_waiting_slow(const std::atomic<std::uint32_t>& word, waiter_set& waiters, int n);
+inline void wake_if_waiting(const std::atomic<std::uint32_t>& word, waiter_set& waiters, int n) {
+    if (waiters.any()) wake_if_waiting_slow(word, waiters, n);
 }
 
 } // namespace ipc::sync
