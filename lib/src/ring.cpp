@@ -331,7 +331,7 @@ std::size_t channel::send_many(std::span<const std::string_view> payloads, const
     // barrier orders the tick stores before the look at the waiter count
     // (see wake_if_waiting).
     auto wake = [&] {
-        std::atomic_thread_fence(std::memory_order_seq_cst);
+        sync::full_barrier();
         if (sent > woken)
             sync::wake_if_waiting(c_->tail_tick, c_->data_waiters,
                                   static_cast<int>(std::min<std::size_t>(sent - woken, INT32_MAX)));
@@ -419,7 +419,7 @@ std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline
         if (moved) {
             // One full barrier per burst: the tick stores above are ordered
             // before the look at the waiter count (see wake_if_waiting).
-            std::atomic_thread_fence(std::memory_order_seq_cst);
+            sync::full_barrier();
             sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX);
         }
         if (got) return got;

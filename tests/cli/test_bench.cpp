@@ -329,6 +329,12 @@ TEST_CASE("bench report: bad input", "[bench][report]") {
 }
 
 TEST_CASE("bench run --peers: nng and ZeroMQ beside the toolkit", "[bench][peers]") {
+    if (testing::thread_sanitized()) {
+        // Their threads synchronise in code TSan cannot see (the Debian
+        // libraries are not instrumented): it reports races inside libzmq.
+        WARN("skipped under TSan: libnng and libzmq are not instrumented");
+        return;
+    }
     // tools/deps.sh installs libnng-dev and libzmq3-dev, so this build has both.
     auto r = bench(tiny({"--peers", "-M", "nng-pair,zmq-pair,unix-stream", "-s", "64,4K", "--verify", "-o", "jsonl"}));
     INFO(r.err);
