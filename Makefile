@@ -75,11 +75,7 @@ bench-shm: build
 clean:
 	cmake --build $(BUILD) --target clean
 
-distbench-mq: build
-	@tools/deps.sh bench
-	@bench/mq-throughput.sh $(BUILD)
-
-clean:
+distclean:
 	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan
 
 , := ,
