@@ -136,7 +136,9 @@ public:
         ipc::write_all(out_.get(), wire_, deadline::never(), "stream");
     }
     got recv(std::string& buf, std::size_t, const deadline& until) override {
-        auto r = reader_.next(until, 1);
+        // Every message is for this reader, as with ipc-pipe recv --follow: the
+        // reader may take several from the stream at once.
+        auto r = reader_.next(until, ipc::framing::all);
         if (r.st == ipc::framing::status::eof) return got::end;
         if (r.st == ipc::framing::status::timeout) return got::timeout;
         buf = std::move(r.data);
