@@ -269,19 +269,25 @@ bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t obse
                       wait_mode mode, const deadline& until, std::chrono::nanoseconds spin_budget) {
     if (word.load(std::memory_order_acquire) != observed) return true;
     if (mode != wait_mode::block) {
-        // Spin with pause for a few microseconds; after that yield now and
-        // then, so that a peer that shares our CPU gets to run. On a machine
-        // with one CPU the peer can only run if we yield: yield at once.
+        // Spin with pause for a few microseconds (a peer on another CPU
+        // answers well within that); after that, yield at every turn, so that
+        // a peer that shares our CPU gets to run at once rather than after
+        // our time slice. On a machine with one CPU the peer can only run if
+        // we yield: yield from the start.
         static const bool one_cpu = ::sysconf(_SC_NPROCESSORS_ONLN) < 2;
+        constexpr auto pause_for = std::chrono::microseconds(5);
         auto start = std::chrono::steady_clock::now();
+        bool yielding = one_cpu;
         for (std::uint32_t i = 1;; ++i) {
             if (word.load(std::memory_order_acquire) != observed) return true;
-            if (one_cpu || (i > 4096 && i % 64 == 0)) ::sched_yield();
+            if (yielding) ::sched_yield();
             else cpu_relax();
-            if (i % 256 == 0) {
+            if (yielding || i % 64 == 0) {
                 if (pending_interrupt()) check_interrupt();
                 if (until.expired()) return false;
-                if (mode == wait_mode::adaptive && std::chrono::steady_clock::now() - start > spin_budget) break;
+                auto spent = std::chrono::steady_clock::now() - start;
+                if (mode == wait_mode::adaptive && spent > spin_budget) break;
+                yielding = yielding || spent > pause_for;
             }
         }
     }

@@ -35,7 +35,7 @@ inline void cpu_relax() noexcept {
 
 /// How a waiter waits.
 enum class wait_mode {
-    spin,      ///< poll the shared word; yields the CPU now and then, never sleeps
+    spin,      ///< poll the shared word; after 5 us yield at every look; never sleep
     block,     ///< sleep on the futex at once
     adaptive,  ///< spin for a bounded time, then sleep on the futex
 };
