@@ -16,6 +16,7 @@
 #include "ipc/stats.hpp"
 #include "probe.hpp"
 #include "report.hpp"
+#include "units.hpp"
 #include "peers.hpp"
 
 namespace {
@@ -48,17 +49,8 @@ std::vector<std::string> split(const std::string& s) {
     return v;
 }
 
-std::string ns_text(double ns) {
-    if (ns < 10'000) return fmt::format("{:.0f}ns", ns);
-    if (ns < 10'000'000) return fmt::format("{:.1f}us", ns / 1e3);
-    return fmt::format("{:.1f}ms", ns / 1e6);
-}
-
-std::string rate_text(double r) {
-    if (r >= 1e6) return fmt::format("{:.2f}M", r / 1e6);
-    if (r >= 1e3) return fmt::format("{:.1f}k", r / 1e3);
-    return fmt::format("{:.0f}", r);
-}
+using bench::ns_text;
+using bench::rate_text;
 
 // Shows what is running on a terminal's stderr, one line rewritten in place.
 class progress {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "report.hpp"
+#include "units.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -20,6 +21,7 @@
 
 #include "ipc/error.hpp"
 #include "ipc/fd.hpp"
+#include "ipc/parse.hpp"
 
 extern char** environ;
 
@@ -40,25 +42,11 @@ bool usable(const json& r) {
            r["size_bytes"].is_number_unsigned() && r.value("status", std::string()) == "ok";
 }
 
-std::string ns_text(std::optional<double> ns) {
-    if (!ns) return "-";
-    if (*ns < 10'000) return fmt::format("{:.0f} ns", *ns);
-    if (*ns < 10'000'000) return fmt::format("{:.1f} µs", *ns / 1e3);
-    return fmt::format("{:.1f} ms", *ns / 1e6);
-}
+// Markdown cells: "-" for a figure not measured.
+std::string ns_cell(std::optional<double> ns) { return ns ? ns_text(*ns, unit_style::spaced) : "-"; }
 
-std::string rate_text(std::optional<double> r, const char* unit) {
-    if (!r) return "-";
-    if (*r >= 1e9) return fmt::format("{:.2f} G{}", *r / 1e9, unit);
-    if (*r >= 1e6) return fmt::format("{:.2f} M{}", *r / 1e6, unit);
-    if (*r >= 1e3) return fmt::format("{:.1f} k{}", *r / 1e3, unit);
-    return fmt::format("{:.0f} {}", *r, unit);
-}
-
-std::string size_text(std::uint64_t n) {
-    if (n >= (1u << 20) && n % (1u << 20) == 0) return fmt::format("{} MiB", n >> 20);
-    if (n >= 1024 && n % 1024 == 0) return fmt::format("{} KiB", n >> 10);
-    return fmt::format("{} B", n);
+std::string rate_cell(std::optional<double> r, const char* unit) {
+    return r ? rate_text(*r, unit, unit_style::spaced) : "-";
 }
 
 // Runs gnuplot with script on stdin; returns its stdout.
@@ -203,9 +191,9 @@ std::string markdown(const std::vector<saved_run>& runs) {
                 return it != r.end() && it->is_string() ? it->get<std::string>() : std::string("-");
             };
             md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", str("mechanism"),
-                              size_text(size), str("impl"), ns_text(number(r, "p50_ns")), ns_text(number(r, "p99_ns")),
-                              rate_text(number(r, "msgs_per_s"), ""), rate_text(number(r, "bytes_per_s"), "B"),
-                              ns_text(number(r, "raw_p50_ns")), rate_text(number(r, "raw_msgs_per_s"), ""),
+                              ipc::parse::human_size(size), str("impl"), ns_cell(number(r, "p50_ns")), ns_cell(number(r, "p99_ns")),
+                              rate_cell(number(r, "msgs_per_s"), ""), rate_cell(number(r, "bytes_per_s"), "B"),
+                              ns_cell(number(r, "raw_p50_ns")), rate_cell(number(r, "raw_msgs_per_s"), ""),
                               str("placement"), r.value("status", "") == "ok" ? "" : str("status") + ": " + str("note"));
         }
         md += "\n";

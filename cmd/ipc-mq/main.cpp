@@ -2,7 +2,6 @@
 // ipc-mq: POSIX and System V message queues from the shell. Parses, calls
 // lib/, emits.
 #include <fnmatch.h>
-#include <pwd.h>
 #include <unistd.h>
 
 #include <fcntl.h>
@@ -13,6 +12,7 @@
 #include "ipc/error.hpp"
 #include "ipc/mq.hpp"
 #include "ipc/parse.hpp"
+#include "ipc/proc.hpp"
 #include "ipc/stream.hpp"
 
 namespace {
@@ -49,10 +49,7 @@ struct options {
     std::uint64_t changes = 0;
 };
 
-std::string user_name(uid_t uid) {
-    const passwd* pw = ::getpwuid(uid);
-    return pw ? pw->pw_name : std::to_string(uid);
-}
+using proc::user_name;
 
 out::json opt_long(long v) { return v < 0 ? out::json(nullptr) : out::json(v); }
 

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include <fcntl.h>
-#include <pwd.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -15,6 +14,7 @@
 #include "ipc/cli.hpp"
 #include "ipc/error.hpp"
 #include "ipc/parse.hpp"
+#include "ipc/proc.hpp"
 #include "ipc/pipe.hpp"
 #include "ipc/stream.hpp"
 
@@ -49,10 +49,7 @@ struct options {
     std::uint64_t changes = 0;  // watch --count: 0 is no limit
 };
 
-std::string user_name(uid_t uid) {
-    const passwd* pw = ::getpwuid(uid);
-    return pw ? pw->pw_name : std::to_string(uid);
-}
+using proc::user_name;
 
 out::record to_record(const pipe::info& i) {
     out::json holders = out::json::array();

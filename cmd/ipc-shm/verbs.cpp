@@ -17,6 +17,7 @@
 #include "ipc/codec.hpp"
 #include "ipc/error.hpp"
 #include "ipc/parse.hpp"
+#include "ipc/proc.hpp"
 #include "ipc/ring.hpp"
 #include "ipc/shm.hpp"
 #include "ipc/stream.hpp"
@@ -30,10 +31,7 @@ namespace {
 
 constexpr const char* kind_key = "objects";
 
-std::string user_name(uid_t uid) {
-    const passwd* pw = ::getpwuid(uid);
-    return pw ? pw->pw_name : std::to_string(uid);
-}
+using proc::user_name;
 
 std::string key_text(key_t k) { return fmt::format("{:#010x}", static_cast<std::uint32_t>(k)); }
 
@@ -58,17 +56,14 @@ std::string one_name(const options& o) {
 }
 
 // An object owned by another user is not trusted without saying so.
-void warn_if_foreign(const shm::object_info& i) {
-    if (i.uid != ::geteuid()) cli::warn(fmt::format("'{}' belongs to another user ({})", i.name, user_name(i.uid)));
+void warn_if_foreign(const std::string& name, uid_t owner) {
+    if (owner != ::geteuid()) cli::warn(fmt::format("'{}' belongs to another user ({})", name, user_name(owner)));
 }
 
-// stat of the object a verb is about to use, with the warning above; an
-// object that cannot be looked at is left for the verb itself to report.
+// The same for an object a verb is about to use; one that is missing is left
+// for the verb itself to report.
 void check_owner(const std::string& name) {
-    try {
-        warn_if_foreign(shm::stat(name));
-    } catch (const error&) {
-    }
+    if (auto uid = shm::owner(name)) warn_if_foreign(name, *uid);
 }
 
 shm::semaphore_ref semaphore_of(const options& o) {
@@ -452,7 +447,7 @@ std::string read_bytes(const options& o, std::uint64_t offset, std::optional<std
     }
     auto name = one_name(o);
     auto info = shm::stat(name);
-    warn_if_foreign(info);
+    warn_if_foreign(info.name, info.uid);
     if (info.kind == shm::kind::channel)
         throw data_error(fmt::format("'{}' is a channel: take its messages with recv", name));
     if (info.kind == shm::kind::semaphore) throw data_error(fmt::format("'{}' is a semaphore", name));
@@ -541,7 +536,7 @@ int do_write(const options& o) {
     } else {
         auto name = one_name(o);
         auto info = shm::stat(name);
-        warn_if_foreign(info);
+        warn_if_foreign(info.name, info.uid);
         if (info.kind == shm::kind::channel)
             throw data_error(fmt::format("'{}' is a channel: put messages in with send", name));
         if (info.kind == shm::kind::semaphore) throw data_error(fmt::format("'{}' is a semaphore", name));

@@ -11,7 +11,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -447,9 +446,7 @@ unique_fd open_fifo(const std::string& path, direction dir, const deadline& unti
     if (!S_ISFIFO(now.st_mode) || now.st_ino != st.st_ino || now.st_dev != st.st_dev)
         throw data_error(fmt::format("'{}' changed while it was being opened", path));
     if (warn && now.st_uid != ::geteuid()) {
-        const passwd* pw = ::getpwuid(now.st_uid);
-        warn(fmt::format("FIFO '{}' belongs to another user ({})", path,
-                         pw ? std::string(pw->pw_name) : std::to_string(now.st_uid)));
+        warn(fmt::format("FIFO '{}' belongs to another user ({})", path, proc::user_name(now.st_uid)));
     }
     return fd;
 }

@@ -35,26 +35,10 @@ constexpr const char* temp_prefix = ".ipc-tmp-";
 
 std::string body(const std::string& name) { return name.substr(1); }
 
-// Start time of a process (clock ticks since boot), to tell a pid that was
-// reused from the process that had it.
-std::optional<unsigned long long> start_time(pid_t pid) {
-    std::ifstream in(fmt::format("/proc/{}/stat", pid));
-    std::string line;
-    if (!std::getline(in, line)) return std::nullopt;
-    auto close = line.rfind(')');
-    if (close == std::string::npos) return std::nullopt;
-    std::istringstream rest(line.substr(close + 2));
-    std::string field;
-    // Fields after the command: state is 3rd overall; starttime is the 22nd.
-    for (int i = 3; i < 22; ++i) rest >> field;
-    unsigned long long t = 0;
-    rest >> t;
-    return t;
-}
 
 std::string creator_tag() {
     pid_t me = ::getpid();
-    return fmt::format("{}:{}", me, start_time(me).value_or(0));
+    return fmt::format("{}:{}", me, proc::start_time(me).value_or(0));
 }
 
 std::optional<std::string> get_attr(int fd, const char* attr) {
@@ -169,7 +153,7 @@ object_info describe(const std::string& file, const struct stat& st, const attac
         unsigned long long started = colon == std::string::npos ? 0 : std::strtoull(c->c_str() + colon + 1, nullptr, 10);
         if (pid > 0) {
             i.creator_pid = pid;
-            auto now = start_time(pid);
+            auto now = proc::start_time(pid);
             i.creator_alive = now && (started == 0 || *now == started);
         }
     }
@@ -321,6 +305,15 @@ bool create_channel(const std::string& name, std::uint64_t capacity, std::uint64
     });
 }
 
+std::optional<uid_t> owner(const std::string& name) {
+    unique_fd dir(open_dir());
+    struct stat st {};
+    if (::fstatat(dir.get(), body(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+        ::fstatat(dir.get(), ("sem." + body(name)).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return st.st_uid;
+    return std::nullopt;
+}
+
 object_info stat(const std::string& name) {
     std::string file = body(name);
     struct stat st {};
@@ -382,7 +375,7 @@ std::vector<temporary> abandoned_temporaries() {
             st.st_uid != ::geteuid())
             continue;
         // Alive: its create is under way. (A recycled pid keeps it until later.)
-        if (::kill(pid, 0) == 0 || errno == EPERM) continue;
+        if (proc::alive(pid)) continue;
         auto dash = file.find('-', prefix.size());
         std::string name = dash == std::string::npos ? "" : file.substr(dash + 1);
         out.push_back({file, "/" + name, st.st_uid, st.st_mtim.tv_sec});

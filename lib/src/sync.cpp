@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "ipc/sync.hpp"
 
+#include "ipc/proc.hpp"
+
 #include <cerrno>
 #include <climits>
 #include <ctime>
@@ -65,12 +67,6 @@ int futex_wake(const std::atomic<std::uint32_t>& word, int n) {
     return r < 0 ? 0 : static_cast<int>(r);
 }
 
-namespace {
-
-bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
-
-} // namespace
-
 int waiter_set::enter() noexcept {
     std::int32_t me = static_cast<std::int32_t>(::getpid());
     for (int i = 0; i < slots; ++i) {
@@ -100,7 +96,7 @@ std::uint32_t waiter_set::count_alive() const noexcept {
     std::uint32_t m = mask.load(std::memory_order_acquire);
     for (int i = 0; i < slots; ++i) {
         std::int32_t p = pid[i].load(std::memory_order_acquire);
-        if ((m & (1u << i)) && p > 0 && process_alive(p)) ++n;
+        if ((m & (1u << i)) && p > 0 && proc::alive(p)) ++n;
     }
     return n;
 }
@@ -109,7 +105,7 @@ std::uint32_t waiter_set::count_dead() const noexcept {
     std::uint32_t n = 0;
     for (int i = 0; i < slots; ++i) {
         std::int32_t p = pid[i].load(std::memory_order_acquire);
-        if (p > 0 && !process_alive(p)) ++n;
+        if (p > 0 && !proc::alive(p)) ++n;
     }
     return n;
 }
@@ -118,7 +114,7 @@ int waiter_set::heal() noexcept {
     int freed = 0;
     for (int i = 0; i < slots; ++i) {
         std::int32_t p = pid[i].load(std::memory_order_acquire);
-        if (p <= 0 || process_alive(p)) continue;
+        if (p <= 0 || proc::alive(p)) continue;
         // One healer wins the slot (-1: being freed; nobody claims it), clears
         // its bit, then frees it.
         if (!pid[i].compare_exchange_strong(p, -1, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
@@ -161,23 +157,6 @@ struct self_identity {
     std::uint64_t start;
 };
 
-std::uint64_t start_time_of(std::uint32_t tid) {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%u/stat", tid);
-    unique_fd fd(::open(path, O_RDONLY | O_CLOEXEC));
-    if (!fd) return 0;
-    char buf[1024];
-    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
-    const char* p = std::strrchr(buf, ')');
-    if (!p) return 0;
-    // After ") " come fields 3..: the start time is field 22.
-    int field = 2;
-    for (; *p && field < 22; ++p)
-        if (*p == ' ') ++field;
-    return std::strtoull(p, nullptr, 10);
-}
 
 thread_local self_identity t_self{0, 0};
 
@@ -190,7 +169,7 @@ const self_identity& self() {
         static bool registered = [] { return ::pthread_atfork(nullptr, nullptr, forget_identity) == 0; }();
         (void)registered;
         t_self.tid = static_cast<std::uint32_t>(::gettid());
-        t_self.start = start_time_of(t_self.tid);
+        t_self.start = proc::start_time(static_cast<pid_t>(t_self.tid)).value_or(0);
     }
     return t_self;
 }
@@ -198,7 +177,7 @@ const self_identity& self() {
 // Whether the thread that took the lock is gone.
 bool owner_gone(std::uint32_t tid, std::uint64_t start) {
     if (::kill(static_cast<pid_t>(tid), 0) < 0 && errno == ESRCH) return true;
-    std::uint64_t now = start_time_of(tid);
+    std::uint64_t now = proc::start_time(static_cast<pid_t>(tid)).value_or(0);
     return now != 0 && start != 0 && now != start;  // the id now names another thread
 }
 

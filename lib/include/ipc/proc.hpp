@@ -42,6 +42,14 @@ std::string command(pid_t pid);
 /// Whether a process with this pid exists (it may belong to another user).
 bool alive(pid_t pid);
 
+/// When a process (or thread) started, in clock ticks since boot (field 22
+/// of /proc/PID/stat): with the pid, it tells a process from a later one
+/// that was given the same pid. nullopt when it is gone.
+std::optional<std::uint64_t> start_time(pid_t pid);
+
+/// The user's name, or the number when it has none.
+std::string user_name(uid_t uid);
+
 /// A duplicate of descriptor `fd` of process `pid` (pidfd_getfd(2)); needs
 /// the permission to ptrace it. Throws ipc::error with errno on failure.
 unique_fd borrow_fd(pid_t pid, int fd);

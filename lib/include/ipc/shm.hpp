@@ -63,6 +63,10 @@ void tag_path(const std::string& path, kind k);
 /// stat of a POSIX object (segment, channel, semaphore...).
 object_info stat(const std::string& name);
 
+/// Only the owner of a POSIX object (or semaphore): one fstatat, none of
+/// stat()'s look through /proc for who has it attached. nullopt if missing.
+std::optional<uid_t> owner(const std::string& name);
+
 /// Every object in /dev/shm, with its kind.
 std::vector<object_info> list();
 
