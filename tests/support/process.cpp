@@ -61,9 +61,18 @@ child::child(std::vector<std::string> argv, std::optional<std::string> stdin_dat
         }
         prefilled = done == stdin_data->size();
     }
+    // The child starts the program only once the parent has closed its copy
+    // of the stdin pipe's read end: a program that counts its pipe's readers
+    // (ipc-pipe stat -) must not find the parent among them.
+    int go[2];
+    if (::pipe2(go, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
+        ::close(go[1]);
+        char c;
+        while (::read(go[0], &c, 1) < 0 && errno == EINTR) {
+        }
         ::dup2(in[0], 0);
         ::dup2(out_, 1);
         ::dup2(err_, 2);
@@ -83,6 +92,8 @@ child::child(std::vector<std::string> argv, std::optional<std::string> stdin_dat
         ::_exit(127);
     }
     ::close(in[0]);
+    ::close(go[0]);
+    ::close(go[1]);  // the child's read returns: its program may start
     in_ = in[1];
     if (stdin_data && !prefilled) write_stdin(*stdin_data);
     if (!keep_stdin) close_stdin();
