@@ -12,7 +12,7 @@ CTEST_ARGS ?=
 
 CONFIGURE = cmake -S . -B $(1) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DIPC_WERROR=$(WERROR) $(CMAKE_ARGS) $(2) >/dev/null
 
-.PHONY: all deps build test demo install man sanitize tsan torture bench bench-pipe bench-mq bench-shm clean distclean
+.PHONY: all deps build test demo install man sanitize tsan torture bench bench-pipe bench-mq bench-shm bench-mbox clean distclean
 
 all: build
 
@@ -58,7 +58,7 @@ torture: build
 	$(BUILD)/tests/channel_torture --rounds $(TORTURE_ROUNDS)
 
 # Benchmarks are not tests: ratios against a baseline measured in the same run.
-bench: bench-pipe bench-mq bench-shm
+bench: bench-pipe bench-mq bench-shm bench-mbox
 
 bench-pipe: build
 	@tools/deps.sh bench
@@ -71,6 +71,13 @@ bench-mq: build
 bench-shm: build
 	@tools/deps.sh bench
 	@bench/shm-channel.sh $(BUILD)
+
+# Mailboxes: Redis (a private server) against a bare pipelined hiredis loop,
+# then the local backend on its own.
+bench-mbox: build
+	@tools/deps.sh bench test
+	@$(BUILD)/bench/bench_mbox --start-redis
+	@$(BUILD)/bench/bench_mbox --backend local
 
 clean:
 	cmake --build $(BUILD) --target clean

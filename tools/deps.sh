@@ -5,8 +5,8 @@
 # Usage: tools/deps.sh [build|test|man|bench]...
 set -eu
 
-build="cmake g++ make pkg-config libcli11-dev libfmt-dev catch2 nlohmann-json3-dev"
-test="zsh fish python3 python3-sysv-ipc util-linux procps gnuplot-nox libzmq3-dev libnng-dev"
+build="cmake g++ make pkg-config libcli11-dev libfmt-dev catch2 nlohmann-json3-dev libhiredis-dev"
+test="zsh fish python3 python3-sysv-ipc util-linux procps gnuplot-nox libzmq3-dev libnng-dev redis-server redis-tools"
 man="ronn"
 bench="bc util-linux"
 
