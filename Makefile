@@ -56,6 +56,7 @@ tsan: deps
 TORTURE_ROUNDS ?= 400
 torture: build
 	$(BUILD)/tests/channel_torture --rounds $(TORTURE_ROUNDS)
+	$(BUILD)/tests/mbox_torture --rounds $$(( $(TORTURE_ROUNDS) / 4 ))
 
 # Benchmarks are not tests: ratios against a baseline measured in the same run.
 bench: bench-pipe bench-mq bench-shm bench-mbox

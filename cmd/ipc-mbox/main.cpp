@@ -102,6 +102,13 @@ out::record group_record(const mbox::group_stat& g) {
 
 out::record box_record(const mbox::mailbox_stat& s, bool full) {
     out::record r;
+    if (!s.problem.empty()) {  // listed, but not readable: its figures are unknown
+        r.add("name", s.name).add("backend", s.backend);
+        for (auto k : {"messages", "bytes", "max_msgs", "max_bytes", "max_msg_size_bytes", "groups", "next_seq",
+                       "mode", "user"})
+            r.add(k, nullptr);
+        return r;
+    }
     r.add("name", s.name)
         .add("backend", s.backend)
         .add("messages", s.msgs)
@@ -323,7 +330,7 @@ int do_recv(const options& o) {
     ro.max_deliveries = o.max_deliveries;
     if (o.max_deliveries && !o.ack) throw usage_error("--max-deliveries needs --ack (without it nothing is delivered twice)");
     if (!o.dead_letter.empty()) ro.dead_letter = parse::posix_name(o.dead_letter);
-    ro.holder_alive = !o.exec.empty() || o.follow;
+    ro.holder_alive = !o.exec.empty();
     ro.wait = sync::parse_wait_mode(o.wait_mode);
     const std::string group = ro.group.effective_name();
     auto box = mbox::open(l);
@@ -445,7 +452,10 @@ int do_stat(const options& o) {
 int do_ls(const options& o) {
     std::vector<out::record> records;
     mbox::location l = where(o, "/x");
-    for (const auto& s : mbox::list(l)) records.push_back(box_record(s, false));
+    for (const auto& s : mbox::list(l)) {
+        if (!s.problem.empty()) cli::warn(fmt::format("{}: {}", s.name, s.problem));
+        records.push_back(box_record(s, false));
+    }
     cli::emit(kind, records);
     return 0;
 }

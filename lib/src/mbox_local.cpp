@@ -119,6 +119,27 @@ struct out_entry {
     char holder[32];
 };
 
+// Seqs the group's cursor passed without a delivery, since its last
+// delivery: handed to the receiver that gets the next message. Consecutive
+// entries are contiguous; when the table is full the last one grows (reason
+// "several").
+struct skip_entry {
+    std::uint64_t first, last;
+    std::uint32_t reason, pad;
+};
+constexpr int max_skips = 16;
+enum : std::uint32_t { skip_filtered = 1, skip_addressed, skip_dropped, skip_withdrawn, skip_several };
+
+std::string_view skip_reason(std::uint32_t r) {
+    switch (r) {
+    case skip_filtered: return "filtered";
+    case skip_addressed: return "addressed";
+    case skip_dropped: return "dropped";
+    case skip_withdrawn: return "withdrawn";
+    default: return "several";
+    }
+}
+
 struct alignas(64) group_slot {
     std::uint32_t active, new_only;
     std::uint64_t cursor;  // every seq below it was passed by the group
@@ -127,6 +148,8 @@ struct alignas(64) group_slot {
     std::int64_t created_ns;
     std::atomic<std::int32_t> waiting_pid[8];
     char name[64], topic[128], from[64];
+    std::uint32_t nskips, skips_pad;
+    skip_entry skips[max_skips];
     out_entry out[max_outstanding];
 };
 
@@ -375,6 +398,14 @@ private:
 
     int open_group(const group_spec& spec) {
         std::string name = spec.effective_name();
+        auto too_long = [](std::string_view what, std::string_view v, std::size_t cap) {
+            if (v.size() >= cap)
+                throw usage_error(fmt::format("{} '{}' is {} bytes; a local mailbox takes at most {}", what, v,
+                                              v.size(), cap - 1));
+        };
+        too_long("group name", name, sizeof group_slot::name);
+        too_long("--topic pattern", spec.topic, sizeof group_slot::topic);
+        too_long("--from name", spec.from, sizeof group_slot::from);
         int g = find_group(name);
         if (g >= 0) {
             auto& s = groups_[g];
@@ -609,13 +640,25 @@ private:
         return !st || *st != e.holder_start;
     }
 
-    void add_skip(message& m, std::uint64_t seq, std::string_view reason) {
-        auto& v = m.skipped;
-        if (!v.empty() && v.back().reason == reason && v.back().last + 1 == seq) {
-            v.back().last = seq;
-            return;
+    void add_skip(txn& t, group_slot& s, std::uint64_t first, std::uint64_t last, std::uint32_t reason) {
+        if (s.nskips > max_skips) corrupted(where_.name, "skip table");
+        if (s.nskips) {
+            auto& e = s.skips[s.nskips - 1];
+            if (e.last + 1 == first && (e.reason == reason || s.nskips == max_skips)) {
+                t.set(e.last, last);
+                if (e.reason != reason) t.set(e.reason, std::uint32_t{skip_several});
+                return;
+            }
         }
-        v.push_back({seq, seq, std::string(reason)});
+        auto& e = s.skips[s.nskips];  // beyond the count: not part of the state yet
+        e = skip_entry{first, last, reason, 0};
+        t.set(s.nskips, s.nskips + 1);
+    }
+
+    void hand_skips(txn& t, group_slot& s, message& m) {
+        for (std::uint32_t i = 0; i < s.nskips && i < max_skips; ++i)
+            m.skipped.push_back({s.skips[i].first, s.skips[i].last, std::string(skip_reason(s.skips[i].reason))});
+        if (s.nskips) t.set(s.nskips, std::uint32_t{0});
     }
 
     void fill_entry(txn& t, out_entry& e, std::uint64_t seq, std::uint32_t state, const recv_options& opt,
@@ -640,7 +683,7 @@ private:
     }
 
     // Takes (or leases) up to opt.max_batch messages for group g; under the lock.
-    void take(int g, const recv_options& opt, take_result& out, message* pending_skips) {
+    void take(int g, const recv_options& opt, take_result& out) {
         auto& s = groups_[g];
         std::int64_t now = wall_ns();
         while (out.msgs.size() < opt.max_batch) {
@@ -713,33 +756,31 @@ private:
             (void)redeliver;
 
             // 2. the group's cursor
-            message skips;
-            message* sk = out.msgs.empty() && pending_skips ? pending_skips : &skips;
             bool got = false;
             while (h_->next_seq > s.cursor) {
                 if (s.cursor < h_->first_seq) {
                     std::uint64_t lost = h_->first_seq - s.cursor;
                     txn t(*this);
+                    add_skip(t, s, s.cursor, h_->first_seq - 1, skip_dropped);
                     t.set(s.dropped, s.dropped + lost);
                     t.set(s.cursor, h_->first_seq);
                     t.commit();
-                    for (std::uint64_t q = h_->first_seq - lost; q < h_->first_seq; ++q) add_skip(*sk, q, "dropped");
                     continue;
                 }
                 std::uint64_t seq = s.cursor;
                 const rec_hdr& r = record(seq);
                 txn t(*this);
                 if (r.flags & rec_withdrawn) {
+                    add_skip(t, s, seq, seq, skip_withdrawn);
                     t.set(s.cursor, seq + 1);
                     t.commit();
-                    add_skip(*sk, seq, "withdrawn");
                     continue;
                 }
                 if (!matches(s, r)) {
+                    add_skip(t, s, seq, seq, skip_filtered);
                     t.set(s.cursor, seq + 1);
                     t.set(s.filtered, s.filtered + 1);
                     t.commit();
-                    add_skip(*sk, seq, "filtered");
                     continue;
                 }
                 bool for_other = r.to_len && rec_to(r) != opt.as;
@@ -751,30 +792,24 @@ private:
                     }
                     fill_entry(t, s.out[i], seq, for_other ? entry_held : entry_leased, opt, 1);
                     if (for_other) {
+                        add_skip(t, s, seq, seq, skip_addressed);
                         t.set(s.held, s.held + 1);
                         t.set(s.cursor, seq + 1);
                         t.commit();
-                        add_skip(*sk, seq, "addressed");
                         continue;
                     }
                     t.set(s.pending, s.pending + 1);
                 }
                 message m = to_message(r);
+                hand_skips(t, s, m);
                 t.set(s.cursor, seq + 1);
                 t.set(s.delivered, s.delivered + 1);
                 t.commit();
-                m.skipped = std::move(sk->skipped);
-                sk->skipped.clear();
                 out.msgs.push_back(std::move(m));
                 got = true;
                 break;
             }
-            if (!got) {
-                // skips seen without a message: keep them for the next one
-                if (sk == &skips && pending_skips)
-                    for (auto& k : skips.skipped) pending_skips->skipped.push_back(std::move(k));
-                break;
-            }
+            if (!got) break;
         }
     }
 
@@ -802,7 +837,6 @@ private:
     std::uint64_t* index_ = nullptr;
     group_slot* groups_ = nullptr;
     std::byte* ring_ = nullptr;
-    message carry_;  // skips seen by a call that delivered nothing, for the next message
 };
 
 send_result local_mailbox::send(std::span<const outgoing> msgs, const send_options& opt) {
@@ -928,7 +962,7 @@ std::size_t local_mailbox::recv(const recv_options& opt, const std::function<voi
         {
             locked l(*this);
             g = open_group(opt.group);
-            take(g, opt, tr, &carry_);
+            take(g, opt, tr);
             if (!tr.msgs.empty() || !tr.dead.empty()) freed = free_done();
         }
         if (!tr.msgs.empty() || !tr.dead.empty()) {
@@ -1227,6 +1261,7 @@ std::vector<mailbox_stat> list(const location& where) {
             st.name = n;
             st.backend = "local";
             st.path = path_of(l);
+            st.problem = e.what();
             out.push_back(std::move(st));
         }
     }

@@ -109,7 +109,10 @@ std::string command(pid_t pid) {
     return name;
 }
 
-bool alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+bool alive(pid_t pid) {
+    if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) return false;
+    return start_time(pid).has_value() || ::access(fmt::format("/proc/{}", pid).c_str(), F_OK) != 0;
+}
 
 std::optional<std::uint64_t> start_time(pid_t pid) {
     char path[64];
@@ -122,6 +125,9 @@ std::optional<std::uint64_t> start_time(pid_t pid) {
     buf[n] = '\0';
     const char* p = std::strrchr(buf, ')');
     if (!p) return std::nullopt;
+    // Field 3 is the state: a zombie (Z) or dying (X) process holds nothing
+    // any more and never will, though its pid stays until it is reaped.
+    if (p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X')) return std::nullopt;
     // After ") " come fields 3..: the start time is field 22.
     int field = 2;
     for (; *p && field < 22; ++p)

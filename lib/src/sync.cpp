@@ -177,8 +177,12 @@ const self_identity& self() {
 // Whether the thread that took the lock is gone.
 bool owner_gone(std::uint32_t tid, std::uint64_t start) {
     if (::kill(static_cast<pid_t>(tid), 0) < 0 && errno == ESRCH) return true;
-    std::uint64_t now = proc::start_time(static_cast<pid_t>(tid)).value_or(0);
-    return now != 0 && start != 0 && now != start;  // the id now names another thread
+    auto now = proc::start_time(static_cast<pid_t>(tid));
+    // No start time: gone, or a zombie (dead, not reaped yet: it never
+    // unlocks) - when /proc is there to tell.
+    static const bool have_proc = ::access("/proc/self/stat", F_OK) == 0;
+    if (!now) return have_proc;
+    return start != 0 && *now != start;  // the id now names another thread
 }
 
 } // namespace

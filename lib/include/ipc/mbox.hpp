@@ -120,7 +120,7 @@ struct recv_options {
     std::chrono::milliseconds lease{30000};  ///< with ack: redelivered when not acknowledged in time
     std::uint32_t max_deliveries = 0;        ///< with ack: after this many, to the dead-letter mailbox (0 = no limit)
     std::string dead_letter;                 ///< "" = NAME.dead (same backend and dir)
-    bool holder_alive = false;               ///< the lease also ends when this process dies (recv --exec, --follow)
+    bool holder_alive = false;               ///< the lease also ends when this process dies (recv --exec)
     std::size_t max_batch = 1;               ///< up to this many messages per call
     deadline until = deadline::never();
     sync::wait_mode wait = sync::wait_mode::adaptive;  ///< local only
@@ -150,6 +150,7 @@ struct mailbox_stat {
     std::uint64_t recoveries = 0;  ///< operations rolled back after their process died mid-way
     std::int64_t created_unix = 0;
     std::vector<group_stat> groups;
+    std::string problem;  ///< list(): why this one could not be read ("" when it was); the figures are then unknown
 };
 
 /// The result of one send call.

@@ -39,12 +39,13 @@ scan_result scan_fds(const std::function<bool(std::string_view target)>& want,
 /// The command name (/proc/PID/comm), "" if the process is gone.
 std::string command(pid_t pid);
 
-/// Whether a process with this pid exists (it may belong to another user).
+/// Whether a process with this pid exists (it may belong to another user)
+/// and is not a zombie: one that died and waits to be reaped holds nothing.
 bool alive(pid_t pid);
 
 /// When a process (or thread) started, in clock ticks since boot (field 22
 /// of /proc/PID/stat): with the pid, it tells a process from a later one
-/// that was given the same pid. nullopt when it is gone.
+/// that was given the same pid. nullopt when it is gone or a zombie.
 std::optional<std::uint64_t> start_time(pid_t pid);
 
 /// The user's name, or the number when it has none.
