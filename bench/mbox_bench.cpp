@@ -51,6 +51,7 @@ struct config {
     std::size_t batch = 64;
     std::size_t runs = 3;
     std::uint64_t max_msgs = 65536;
+    bool compare = false;  // local, redis, hiredis-raw and nngcat in the same run
 };
 
 [[noreturn]] void die(const std::string& msg, int code = 64) {
@@ -315,6 +316,82 @@ double run_raw(const config& cfg, const std::string& pattern, int run) {
     return secs < 0 ? -1 : static_cast<double>(total) / secs;
 }
 
+// ---- nngcat, what a user would otherwise reach for ------------------------------
+
+bool have_nngcat() { return ::access("/usr/bin/nngcat", X_OK) == 0; }
+
+pid_t spawn_nngcat(const std::vector<std::string>& args, const std::string& out) {
+    pid_t p = ::fork();
+    if (p < 0) die("fork failed", 71);
+    if (p == 0) {
+        int fd = ::open(out.empty() ? "/dev/null" : out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        ::dup2(fd, 1);
+        int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+        ::dup2(null, 2);
+        std::vector<char*> argv{const_cast<char*>("nngcat")};
+        for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        ::execv("/usr/bin/nngcat", argv.data());
+        ::_exit(127);
+    }
+    return p;
+}
+
+// fan-out: --pub0 to four --sub0 (pub/sub drops what a slow subscriber cannot
+// take: the figure is what each subscriber got, per second of publishing);
+// fan-in: four --push0 to one --pull0 (flow-controlled, nothing dropped).
+// Messages per second delivered to each receiver; *lost_pct: what the
+// receivers did not get.
+double run_nngcat(const config& cfg, const std::string& pattern, int run, double* lost_pct) {
+    char tmpl[] = "/tmp/ipc-mbox-bench-nng-XXXXXX";
+    if (!::mkdtemp(tmpl)) die("mkdtemp failed", 71);
+    std::filesystem::path dir(tmpl);
+    const std::string data(cfg.size, 'x');
+    const bool fan_out = pattern == "fan-out";
+    const std::size_t n = cfg.messages;
+    std::vector<pid_t> receivers;
+    std::vector<std::string> outs;
+    const int nrecv = fan_out ? 4 : 1;
+    for (int i = 0; i < nrecv; ++i) {
+        std::string url = fmt::format("ipc://{}/r{}-{}", dir.string(), i, run);
+        outs.push_back((dir / fmt::format("out{}", i)).string());
+        std::vector<std::string> a = fan_out ? std::vector<std::string>{"--sub0", "--listen", url, "--subscribe", ""}
+                                             : std::vector<std::string>{"--pull0", "--listen", url};
+        for (auto x : {"--raw", "--recv-timeout", "2", "--count"}) a.push_back(x);
+        a.push_back(std::to_string(n));
+        receivers.push_back(spawn_nngcat(a, outs.back()));
+    }
+    ::usleep(300000);  // the listeners are up
+    std::vector<pid_t> senders;
+    auto t0 = clk::now();
+    const int nsend = fan_out ? 1 : 4;
+    for (int s = 0; s < nsend; ++s) {
+        std::vector<std::string> a{fan_out ? "--pub0" : "--push0"};
+        for (int i = 0; i < nrecv; ++i) {
+            a.push_back("--dial");
+            a.push_back(fmt::format("ipc://{}/r{}-{}", dir.string(), i, run));
+        }
+        for (auto x : {"--data", data.c_str(), "--delay", "1", "--count"}) a.push_back(x);
+        a.push_back(std::to_string(n / static_cast<std::size_t>(nsend)));
+        senders.push_back(spawn_nngcat(a, ""));
+    }
+    for (auto p : senders) ::waitpid(p, nullptr, 0);
+    auto t_sent = clk::now();
+    for (auto p : receivers) ::waitpid(p, nullptr, 0);
+    auto t_got = clk::now();
+    std::uint64_t got = 0;
+    for (auto& o : outs) got += std::filesystem::file_size(o) / cfg.size;
+    std::filesystem::remove_all(dir);
+    const double per_receiver = static_cast<double>(got) / nrecv;
+    *lost_pct = 100.0 * (1.0 - per_receiver / static_cast<double>(n / static_cast<std::size_t>(nsend) * nsend));
+    // The one-second --delay is not sending time. A receiver that got
+    // everything ended at its last message; otherwise it waited out its
+    // 2 s --recv-timeout after the publisher finished.
+    double window = fan_out ? std::chrono::duration<double>(t_sent - t0).count() - 1.0
+                            : std::chrono::duration<double>(t_got - t0).count() - 1.0;
+    return window > 0 ? per_receiver / window : -1;
+}
+
 double median(std::vector<double> v) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
@@ -335,6 +412,7 @@ int main(int argc, char** argv) {
         else if (a == "--dir") cfg.dir = value();
         else if (a == "--start-redis") cfg.start_redis = true;
         else if (a == "--no-raw") cfg.raw = false;
+        else if (a == "--compare") cfg.compare = true;
         else if (a == "--only") cfg.only = value();
         else if (a == "--messages") cfg.messages = std::stoull(value());
         else if (a == "--size") cfg.size = std::stoull(value());
@@ -344,12 +422,14 @@ int main(int argc, char** argv) {
         else if (a == "-h" || a == "--help") {
             std::puts("usage: bench_mbox [--backend local|redis://HOST:PORT[/DB]] [--start-redis] [--dir DIR]\n"
                       "                  [--messages N] [--size B] [--batch K] [--runs R] [--max-msgs M]\n"
-                      "                  [--only fan-out|fan-in] [--no-raw]");
+                      "                  [--only fan-out|fan-in] [--no-raw]\n"
+                      "       bench_mbox --compare [...]   local and redis mailboxes, bare hiredis, nngcat");
             return 0;
         } else die("unknown option " + a);
     }
     std::signal(SIGPIPE, SIG_IGN);
     std::unique_ptr<redis_child> server;
+    if (cfg.compare && !cfg.backend.starts_with("redis://")) cfg.start_redis = true;
     if (cfg.start_redis) {
         server = std::make_unique<redis_child>();
         cfg.backend = server->url();
@@ -368,18 +448,35 @@ int main(int argc, char** argv) {
     std::printf("mailbox throughput, %zu messages of %zu B, send batches of %zu, %zu runs (medians), backend %s\n",
                 cfg.messages, cfg.size, cfg.batch, cfg.runs, shown.c_str());
     for (auto& p : patterns) {
-        std::vector<double> box, raw;
+        std::vector<double> box, local, raw, nng, nng_lost;
         for (std::size_t r = 0; r < cfg.runs; ++r) {
             try {
                 box.push_back(run_mailbox(cfg, p, static_cast<int>(r)));
+                if (cfg.compare) {
+                    config lc = cfg;
+                    lc.backend = "local";
+                    local.push_back(run_mailbox(lc, p, static_cast<int>(r)));
+                }
             } catch (const ipc::error& e) {
                 die(std::string("mailbox: ") + e.what(), static_cast<int>(e.code()));
             }
             if (redis && cfg.raw) raw.push_back(run_raw(cfg, p, static_cast<int>(r)));
-            if (box.back() < 0 || (!raw.empty() && raw.back() < 0)) die("a run failed (see above)", 70);
+            if (cfg.compare && have_nngcat()) {
+                double lost = 0;
+                nng.push_back(run_nngcat(cfg, p, static_cast<int>(r), &lost));
+                nng_lost.push_back(lost);
+            }
+            if (box.back() < 0 || (!raw.empty() && raw.back() < 0) || (!local.empty() && local.back() < 0))
+                die("a run failed (see above)", 70);
         }
-        rows.push_back({p, "mailbox", median(box)});
+        if (!local.empty()) rows.push_back({p, "local", median(local)});
+        rows.push_back({p, cfg.compare ? "redis" : "mailbox", median(box)});
         if (!raw.empty()) rows.push_back({p, "hiredis-raw", median(raw)});
+        if (!nng.empty()) {
+            rows.push_back({p, "nngcat", median(nng)});
+            std::printf("nngcat %s: receivers got %.1f%% fewer messages than were sent (median)\n", p.c_str(),
+                        median(nng_lost));
+        }
     }
     std::printf("%-8s %-12s %14s %16s %8s\n", "pattern", "what", "msgs/s", "deliveries/s", "ratio");
     for (auto& r : rows) {

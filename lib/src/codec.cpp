@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "ipc/codec.hpp"
 
+#include <cstring>
+
 #include <array>
 #include <cstdint>
 
@@ -118,8 +120,32 @@ bool valid_utf8(std::string_view bytes) noexcept {
     return true;
 }
 
+namespace {
+#if defined(__x86_64__)
+// The SSE4.2 crc32 instruction computes this very polynomial (Castagnoli,
+// reflected), 8 bytes at a time: some 20 times faster than the table.
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char* p, std::size_t n,
+                                                           std::uint32_t crc) noexcept {
+    std::uint64_t c = crc;
+    for (; n >= 8; p += 8, n -= 8) {
+        std::uint64_t v;
+        std::memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+    }
+    auto c32 = static_cast<std::uint32_t>(c);
+    for (; n; ++p, --n) c32 = __builtin_ia32_crc32qi(c32, *p);
+    return c32;
+}
+const bool have_sse42 = __builtin_cpu_supports("sse4.2");
+#endif
+} // namespace
+
 std::uint32_t crc32c(std::string_view bytes, std::uint32_t crc) noexcept {
     crc = ~crc;
+#if defined(__x86_64__)
+    if (have_sse42)
+        return ~crc32c_sse42(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), crc);
+#endif
     for (char ch : bytes) crc = crc_lookup[(crc ^ static_cast<unsigned char>(ch)) & 0xFF] ^ (crc >> 8);
     return ~crc;
 }

@@ -372,17 +372,21 @@ private:
         return codec::crc32c(all, codec::crc32c({reinterpret_cast<const char*>(meta), sizeof meta}));
     }
 
-    message to_message(const rec_hdr& r) const {
+    // Fills m from a record, reusing m's buffers (a receiver's messages are
+    // reused from call to call: no allocation per message once warm).
+    void fill_message(const rec_hdr& r, message& m) const {
         if (rec_crc(r) != r.crc) corrupted(where_.name, fmt::format("checksum of seq {}", r.seq));
-        message m;
         m.seq = r.seq;
         m.timestamp_ns = r.ts_ns;
-        m.sender = {r.pid, r.uid, std::string(rec_name(r))};
-        m.topic = rec_topic(r);
-        m.to = rec_to(r);
-        m.data = rec_data(r);
+        m.sender.pid = r.pid;
+        m.sender.uid = r.uid;
+        m.sender.name.assign(rec_name(r));
+        m.topic.assign(rec_topic(r));
+        m.to.assign(rec_to(r));
+        m.data.assign(rec_data(r));
+        m.deliveries = 1;
         m.origin_seq = r.origin_seq;
-        return m;
+        m.skipped.clear();
     }
 
     static std::uint64_t record_size(const outgoing& m, std::size_t name_len) {
@@ -627,7 +631,12 @@ private:
 
     // ---- receiving
     struct take_result {
-        std::vector<message> msgs;
+        std::vector<message>& pool;  // messages [0, n) are taken
+        std::size_t n = 0;
+        message& slot() {
+            if (n == pool.size()) pool.emplace_back();
+            return pool[n];
+        }
         std::vector<message> dead;  // to move to the dead-letter mailbox
         bool blocked = false;       // the outstanding table is full
         std::int64_t next_expiry_ns = 0;
@@ -686,7 +695,7 @@ private:
     void take(int g, const recv_options& opt, take_result& out) {
         auto& s = groups_[g];
         std::int64_t now = wall_ns();
-        while (out.msgs.size() < opt.max_batch) {
+        while (out.n < opt.max_batch) {
             // 1. outstanding entries: messages held for this receiver, and expired leases
             int pick = -1;
             bool redeliver = false;
@@ -713,7 +722,8 @@ private:
             if (pick >= 0) {
                 auto& e = s.out[pick];
                 const rec_hdr& r = record(e.seq);
-                message m = to_message(r);
+                message& m = out.slot();
+                fill_message(r, m);
                 txn t(*this);
                 if (e.state == entry_held) {
                     m.deliveries = 1;
@@ -727,7 +737,7 @@ private:
                     }
                     t.set(s.delivered, s.delivered + 1);
                     t.commit();
-                    out.msgs.push_back(std::move(m));
+                    ++out.n;
                     continue;
                 }
                 redeliver = true;
@@ -743,14 +753,14 @@ private:
                     fill_entry(t, e, e.seq, entry_leased, lease, e.deliveries);
                     t.set(e.flags, e.flags | entry_dead_lettering);
                     t.commit();
-                    out.dead.push_back(std::move(m));
+                    out.dead.push_back(m);
                     continue;
                 }
                 m.deliveries = d;
                 fill_entry(t, e, e.seq, entry_leased, opt, d);
                 t.set(s.redelivered, s.redelivered + 1);
                 t.commit();
-                out.msgs.push_back(std::move(m));
+                ++out.n;
                 continue;
             }
             (void)redeliver;
@@ -800,12 +810,13 @@ private:
                     }
                     t.set(s.pending, s.pending + 1);
                 }
-                message m = to_message(r);
+                message& m = out.slot();
+                fill_message(r, m);
                 hand_skips(t, s, m);
                 t.set(s.cursor, seq + 1);
                 t.set(s.delivered, s.delivered + 1);
                 t.commit();
-                out.msgs.push_back(std::move(m));
+                ++out.n;
                 got = true;
                 break;
             }
@@ -837,6 +848,7 @@ private:
     std::uint64_t* index_ = nullptr;
     group_slot* groups_ = nullptr;
     std::byte* ring_ = nullptr;
+    std::vector<message> pool_;  // recv's messages, reused (one thread uses a mailbox object at a time)
 };
 
 send_result local_mailbox::send(std::span<const outgoing> msgs, const send_options& opt) {
@@ -956,28 +968,28 @@ std::size_t local_mailbox::recv(const recv_options& opt, const std::function<voi
     if (opt.as.size() > max_label) throw usage_error(fmt::format("--as: names are at most {} bytes", max_label));
     for (;;) {
         std::uint32_t seen = h_->news.load(std::memory_order_seq_cst);
-        take_result tr;
+        take_result tr{pool_, 0, {}, false, 0, false};
         int g;
         bool freed = false;
         {
             locked l(*this);
             g = open_group(opt.group);
             take(g, opt, tr);
-            if (!tr.msgs.empty() || !tr.dead.empty()) freed = free_done();
+            if (tr.n || !tr.dead.empty()) freed = free_done();
         }
-        if (!tr.msgs.empty() || !tr.dead.empty()) {
+        if (tr.n || !tr.dead.empty()) {
             sync_to_disk();
             if (freed || h_->max_msgs == 0) bump_space();
         }
         if (!tr.dead.empty()) {
             dead_letter(opt, tr.dead, g);
             bump_space();
-            if (tr.msgs.empty()) continue;
+            if (tr.n == 0) continue;
         }
-        if (!tr.msgs.empty()) {
+        if (tr.n) {
             fault::point("mbox.recv.taken");
-            for (auto& m : tr.msgs) fn(m);
-            return tr.msgs.size();
+            for (std::size_t i = 0; i < tr.n; ++i) fn(pool_[i]);
+            return tr.n;
         }
         if (opt.until.expired()) return 0;
         // Sleep until news, the deadline, the next lease expiry, or (when a

@@ -208,6 +208,14 @@ bool robust_mutex::try_lock(outcome* how) {
 robust_mutex::outcome robust_mutex::lock(const deadline& until) {
     outcome fast;
     if (try_lock(&fast)) return fast;  // uncontended: one compare-and-swap
+    // Held locks are held briefly: with a CPU for the holder to run on, look
+    // again for a couple of microseconds before paying for a futex sleep.
+    static const bool spin = usable_cpus() > 1;
+    if (spin)
+        for (int i = 0; i < 64; ++i) {
+            cpu_relax();
+            if (word_.load(std::memory_order_relaxed) == 0 && try_lock(&fast)) return fast;
+        }
     const auto& me = self();
     auto waited_since = std::chrono::steady_clock::now();
     for (;;) {
