@@ -195,7 +195,7 @@ int do_run(const options& o) {
             std::string error_text;
             if (skip.empty()) {
                 try {
-                    bool has_raw = m->has_toolkit && m->name != "shm-block";
+                    bool has_raw = m->has_toolkit && m->name != "shm-block" && !m->name.starts_with("mbox");
                     impl main_impl = m->has_toolkit ? impl::toolkit : impl::raw;
                     for (std::uint64_t round = 0; round < rounds; ++round) {
                         // Alternating, so that a change in the machine's load

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -31,6 +32,7 @@
 #include "ipc/codec.hpp"
 #include "ipc/error.hpp"
 #include "ipc/framing.hpp"
+#include "ipc/mbox.hpp"
 #include "ipc/mq.hpp"
 #include "ipc/output.hpp"
 #include "ipc/ring.hpp"
@@ -737,6 +739,88 @@ private:
     std::byte* base_ = nullptr;
 };
 
+// ---- mailboxes ----
+
+// A mailbox per direction, one group each; the end marker is a message with
+// topic "end". The parent made both and removes them.
+class mbox_conn : public conn {
+public:
+    mbox_conn(std::unique_ptr<ipc::mbox::mailbox> in, std::unique_ptr<ipc::mbox::mailbox> out)
+        : in_(std::move(in)), out_(std::move(out)) {
+        ro_.group.name = "bench";
+    }
+    void send(std::string_view m) override {
+        o_.data.assign(m);
+        o_.topic.clear();
+        put();
+    }
+    got recv(std::string& buf, std::size_t, const deadline& until) override {
+        ro_.until = until;
+        got g = got::timeout;
+        in_->recv(ro_, [&](ipc::mbox::message& m) {
+            if (m.topic == "end") {
+                g = got::end;
+            } else {
+                buf.swap(m.data);
+                g = got::message;
+            }
+        });
+        return g;
+    }
+    void finish() override {
+        o_.data.clear();
+        o_.topic = "end";
+        put();
+    }
+
+private:
+    void put() {
+        if (out_->send(std::span(&o_, 1), so_).timed_out) throw ipc::temp_failure("mailbox send timed out");
+    }
+    std::unique_ptr<ipc::mbox::mailbox> in_, out_;
+    ipc::mbox::outgoing o_;
+    ipc::mbox::send_options so_;
+    ipc::mbox::recv_options ro_;
+};
+
+class mbox_link : public link {
+public:
+    mbox_link(std::size_t size, std::string backend) : creator_(::getpid()) {
+        static int n = 0;
+        for (auto* l : {&down_, &up_}) {
+            l->name = fmt::format("/ipc-bench-mbox-{}-{}-{}", ::getpid(), n++, l == &down_ ? "down" : "up");
+            l->backend = backend;
+            ipc::mbox::create_options c;
+            c.lim.max_msgs = 4096;
+            c.lim.max_msg_size = std::max<std::uint64_t>(size, 64);
+            c.lim.max_bytes = std::max<std::uint64_t>(4u << 20, 8 * (c.lim.max_msg_size + 1024));
+            c.exclusive = true;
+            ipc::mbox::create(*l, c);
+        }
+    }
+    ~mbox_link() override {
+        if (::getpid() != creator_) return;
+        for (auto* l : {&down_, &up_}) try {
+                ipc::mbox::remove(*l);
+            } catch (const std::exception&) {
+            }
+    }
+    std::unique_ptr<conn> side(bool child) override {
+        auto d = ipc::mbox::open(down_), u = ipc::mbox::open(up_);
+        return child ? std::make_unique<mbox_conn>(std::move(d), std::move(u))
+                     : std::make_unique<mbox_conn>(std::move(u), std::move(d));
+    }
+
+private:
+    pid_t creator_;
+    ipc::mbox::location down_, up_;
+};
+
+std::string bench_redis() {
+    const char* url = std::getenv("IPC_BENCH_REDIS");
+    return url ? url : "";
+}
+
 // ---- availability ----
 
 std::optional<std::string> posix_mq_unusable() {
@@ -806,6 +890,22 @@ std::vector<mechanism> build() {
          usable, [](std::size_t size, impl w) { return std::make_unique<shm_link>(size, w, wait_mode::adaptive); }});
     add({"shm-block", "ipc-shm channel, --wait block (futex sleeps)", true, true, true, false, 0, usable,
          [](std::size_t size, impl) { return std::make_unique<shm_link>(size, impl::toolkit, wait_mode::block); }});
+    add({"mbox", "ipc-mbox local mailbox, one per direction (one group each)", true, true, true, false, 0, usable,
+         [](std::size_t size, impl) { return std::make_unique<mbox_link>(size, "local"); }});
+    add({"mbox-redis", "ipc-mbox on the Redis server IPC_BENCH_REDIS names (redis://HOST:PORT)", true, true, true,
+         false, 0,
+         []() -> std::optional<std::string> {
+             if (bench_redis().empty())
+                 return std::string("set IPC_BENCH_REDIS=redis://HOST:PORT to measure it (no server is assumed)");
+             try {
+                 ipc::mbox::location l{"/ipc-bench-probe", bench_redis(), ""};
+                 ipc::mbox::list(l);
+             } catch (const std::exception& e) {
+                 return std::string(e.what());
+             }
+             return std::nullopt;
+         },
+         [](std::size_t size, impl) { return std::make_unique<mbox_link>(size, bench_redis()); }});
     for (auto& p : peer_mechanisms()) v.push_back(std::move(p));
     return v;
 }

@@ -77,7 +77,9 @@ function __ipc_bench_mechanisms
         futex 'futex wait/wake: signals without data, round trips only' \
         shm-spin 'ipc-shm channel, --wait spin' \
         shm-adaptive 'ipc-shm channel, --wait adaptive' \
-        shm-block 'ipc-shm channel, --wait block'
+        shm-block 'ipc-shm channel, --wait block' \
+        mbox 'ipc-mbox local mailbox' \
+        mbox-redis 'ipc-mbox on the Redis server IPC_BENCH_REDIS names'
 end
 
 # What check --require takes, described: the mechanisms, groups of them and

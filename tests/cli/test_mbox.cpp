@@ -296,3 +296,53 @@ TEST_CASE("ipc-mbox --dir: a durable mailbox, and a damaged one is status 65", "
     CHECK(r.status == 65);
     CHECK(r.err.find("corrupted") != std::string::npos);
 }
+
+// ---- the Redis backend, through the command ---------------------------------
+
+#include "redis_server.hpp"
+
+TEST_CASE("ipc-mbox on Redis: the same commands; redis-cli sees what it sent and it receives what redis-cli added",
+          "[cli][mbox][redis]") {
+    testing::redis_server server;
+    REDIS_OR_SKIP(server);
+    const std::string url = server.url();
+    const std::string box = "/" + testing::unique_name("cli-redis");
+    auto r = mb({"create", box, "--backend", url, "--max-msgs", "100", "--json"});
+    REQUIRE(r.status == 0);
+    CHECK(parse_json(r.out)["mailboxes"][0]["backend"] == url);
+    REQUIRE(mb({"recv", box, "--backend", url, "-g", "g1", "-n"}).status == 75);
+    REQUIRE(mb({"send", box, "--backend", url, "--as", "alice", "--topic", "t", "hello"}).status == 0);
+    // redis-cli XRANGE shows what ipc-mbox sent
+    std::string key = "ipc-mbox:{" + box.substr(1) + "}";
+    auto x = server.cli({"XRANGE", key, "-", "+"});
+    CHECK(x.out.find("hello") != std::string::npos);
+    CHECK(x.out.find("alice") != std::string::npos);
+    // ... and ipc-mbox receives what redis-cli added by hand
+    REQUIRE(server.cli({"XADD", key, "*", "from", "bob", "body", "by hand"}).status == 0);
+    auto got = parse_lines(mb({"recv", box, "--backend", url, "-g", "g1", "-c", "2", "-o", "jsonl"}).out);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0]["data"] == "hello");
+    CHECK(got[0]["seq"] == 1);
+    CHECK(got[0]["sender"]["name"] == "alice");
+    CHECK(got[1]["data"] == "by hand");
+    CHECK(got[1]["sender"]["name"] == "bob");
+    // the environment variable chooses the backend too
+    auto env = testing::run({"env", "IPC_MBOX_BACKEND=" + url, bin, "stat", box, "--json"});
+    REQUIRE(env.status == 0);
+    CHECK(parse_json(env.out)["mailboxes"][0]["backend"] == url);
+    auto ls = mb({"ls", "--backend", url, "--json"});
+    CHECK(ls.out.find(box) != std::string::npos);
+    // what Redis cannot do is refused with 69
+    CHECK(mb({"create", box + "-rdv", "--backend", url, "--max-msgs", "0"}).status == 69);
+    CHECK(mb({"create", box + "-dir", "--backend", url, "--dir", "/tmp"}).status == 69);
+    CHECK(mb({"rm", box, "--backend", url}).status == 0);
+    CHECK(mb({"stat", box, "--backend", url}).status == 66);
+}
+
+TEST_CASE("ipc-mbox on an unreachable Redis: status 69 and a one-line reason", "[cli][mbox][redis]") {
+    int port = testing::free_port();
+    auto r = mb({"send", "/x", "--backend", "redis://127.0.0.1:" + std::to_string(port), "hi"});
+    CHECK(r.status == 69);
+    CHECK(r.err.find("127.0.0.1") != std::string::npos);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+}
