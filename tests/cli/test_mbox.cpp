@@ -153,7 +153,7 @@ TEST_CASE("ipc-mbox send and recv: payloads, -o jsonl fields, --jsonl replay, ti
     CHECK(sent["last_seq"] == 7);
 }
 
-TEST_CASE("ipc-mbox groups: a copy per group, one receiver per message within a group; filters", "[cli][mbox]") {
+TEST_CASE("ipc-mbox groups: a copy per group, one receiver per message within a group - filters", "[cli][mbox]") {
     box_name b;
     REQUIRE(mb({"create", b}).status == 0);
     REQUIRE(mb({"recv", b, "-g", "audit", "-n"}).status == 75);  // the groups exist before the messages
@@ -188,7 +188,7 @@ TEST_CASE("ipc-mbox --to: only the receiver of that name gets it", "[cli][mbox]"
     CHECK(mb({"recv", b, "--as", "bob", "-n"}).out == "for bob\n");
 }
 
-TEST_CASE("ipc-mbox rendezvous: send waits for a receiver; without one it times out and withdraws", "[cli][mbox]") {
+TEST_CASE("ipc-mbox rendezvous: send waits for a receiver - without one it times out and withdraws", "[cli][mbox]") {
     box_name b;
     REQUIRE(mb({"create", b, "--max-msgs", "0"}).status == 0);
     auto lonely = mb({"send", b, "-t", "100ms", "anyone?"});
@@ -301,7 +301,7 @@ TEST_CASE("ipc-mbox --dir: a durable mailbox, and a damaged one is status 65", "
 
 #include "redis_server.hpp"
 
-TEST_CASE("ipc-mbox on Redis: the same commands; redis-cli sees what it sent and it receives what redis-cli added",
+TEST_CASE("ipc-mbox on Redis: the same commands - redis-cli sees what it sent and it receives what redis-cli added",
           "[cli][mbox][redis]") {
     testing::redis_server server;
     REDIS_OR_SKIP(server);

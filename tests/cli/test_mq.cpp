@@ -126,7 +126,7 @@ TEST_CASE("mq: highest priority first, FIFO within a priority", "[mq][posix][ord
     CHECK(lines[4]["priority"] == 0);
 }
 
-TEST_CASE("mq: send reads stdin; binary and NUL payloads survive", "[mq][posix][send]") {
+TEST_CASE("mq: send reads stdin - binary and NUL payloads survive", "[mq][posix][send]") {
     posix_name q;
     REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     SECTION("lines and -0") {
@@ -279,7 +279,7 @@ TEST_CASE("mq: usage errors and missing queues", "[mq][usage]") {
     CHECK(parse_json(js.err)["error"]["errno_name"] == "ENOENT");
 }
 
-TEST_CASE("mq: create --exclusive on an existing queue is 73; without it, the queue is reused", "[mq][posix]") {
+TEST_CASE("mq: create --exclusive on an existing queue is 73 - without it, the queue is reused", "[mq][posix]") {
     posix_name q;
     REQUIRE(mq({"create", q, "--max-msgs", "3"}).status == 0);
     CHECK(mq({"send", q, "kept"}).status == 0);
@@ -302,7 +302,7 @@ TEST_CASE("mq: permission denied is 77", "[mq][perm]") {
     CHECK(testing::sh(nobody() + "'" + bin + "' recv -n --key " + k.text).status == 77);
 }
 
-TEST_CASE("mq: ls needs the mqueue file system; says how to mount it (69)", "[mq][ls]") {
+TEST_CASE("mq: ls needs the mqueue file system - says how to mount it (69)", "[mq][ls]") {
     auto r = in_namespace("exec '" + bin + "' ls", false);
     CHECK(r.status == 69);
     CHECK(r.err.find("mount -t mqueue none /dev/mqueue") != std::string::npos);
@@ -468,7 +468,7 @@ TEST_CASE("mq sysv: stat, capacity, limits, oversize", "[mq][sysv]") {
     }
 }
 
-TEST_CASE("mq sysv: blocking recv wakes for a message; SIGINT ends it with 130", "[mq][sysv][signal]") {
+TEST_CASE("mq sysv: blocking recv wakes for a message - SIGINT ends it with 130", "[mq][sysv][signal]") {
     sysv_key k;
     REQUIRE(mq({"create", "--key", k.text}).status == 0);
     auto r1 = start({"recv", "--key", k.text});
@@ -499,7 +499,7 @@ TEST_CASE("mq sysv: missing queues, rm, exclusive", "[mq][sysv]") {
     CHECK(mq({"rm", "--key", k.text}).status == 66);
 }
 
-TEST_CASE("mq sysv: a queue made by ipcmk -Q is listed and usable; ls agrees with lsipc and ipcs", "[mq][sysv][interop]") {
+TEST_CASE("mq sysv: a queue made by ipcmk -Q is listed and usable - ls agrees with lsipc and ipcs", "[mq][sysv][interop]") {
     sysv_key k;
     auto mk = testing::run({"ipcmk", "-Q", "-p", "0640"});
     REQUIRE(mk.status == 0);
@@ -564,7 +564,7 @@ TEST_CASE("mq sysv: messages cross with python3-sysv-ipc, types kept both ways",
     CHECK(back.out == "9 to python\n");
 }
 
-TEST_CASE("mq sysv: send --jsonl keeps each record's type; recv -o jsonl replays", "[mq][sysv]") {
+TEST_CASE("mq sysv: send --jsonl keeps each record's type - recv -o jsonl replays", "[mq][sysv]") {
     sysv_key k;
     REQUIRE(mq({"create", "--key", k.text}).status == 0);
     CHECK(mq({"send", "--key", k.text, "--jsonl"},
@@ -664,7 +664,7 @@ TEST_CASE("mq sysv: empty messages, capacity checks", "[mq][sysv][bad]") {
     CHECK(mq({"set-capacity", "--key", k.text, "0"}).status == 64);
 }
 
-TEST_CASE("mq: another user's queue: listed with what can be seen; using it warns", "[mq][perm]") {
+TEST_CASE("mq: another user's queue: listed with what can be seen - using it warns", "[mq][perm]") {
     posix_name secret, open;
     REQUIRE(mq({"create", secret, "--mode", "0600"}).status == 0);
     REQUIRE(mq({"create", open, "--mode", "0666"}).status == 0);
@@ -684,7 +684,7 @@ TEST_CASE("mq: another user's queue: listed with what can be seen; using it warn
     CHECK(s.err.find("belongs to another user (root)") != std::string::npos);
 }
 
-TEST_CASE("ipc(7) mq storage: messages outlive their sender; removal discards them", "[mq][ipc7]") {
+TEST_CASE("ipc(7) mq storage: messages outlive their sender - removal discards them", "[mq][ipc7]") {
     posix_name q;
     REQUIRE(mq({"create", q, "--max-msg-size", "512"}).status == 0);
     CHECK(mq({"send", q, "outlives"}).status == 0);  // that sender has exited

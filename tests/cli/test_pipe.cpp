@@ -291,7 +291,7 @@ TEST_CASE("timeouts: status 75, and a cut-short --count prints what it got", "[p
     }
 }
 
-TEST_CASE("recv survives writers coming and going; --until-eof stops", "[pipe][recv]") {
+TEST_CASE("recv survives writers coming and going - --until-eof stops", "[pipe][recv]") {
     temp_dir dir;
     auto fifo = make_fifo(dir);
     SECTION("two writers one after the other") {
@@ -790,7 +790,7 @@ TEST_CASE("relay into stdout ends with 0 when stdout's reader leaves", "[pipe][r
     CHECK(b.out == "0\n");
 }
 
-TEST_CASE("create and rm carry on past a failing path; --json errors are JSON", "[pipe][create][rm]") {
+TEST_CASE("create and rm carry on past a failing path - --json errors are JSON", "[pipe][create][rm]") {
     temp_dir dir;
     auto exists = make_fifo(dir, "exists");
     auto r = ipc({"create", dir / "a", exists, dir / "b", "--json"});
@@ -809,7 +809,7 @@ TEST_CASE("create and rm carry on past a failing path; --json errors are JSON", 
     CHECK(::access((dir / "b").c_str(), F_OK) != 0);
 }
 
-TEST_CASE("wait: until a FIFO exists, has a reader, holds data; 75 on timeout", "[pipe][wait]") {
+TEST_CASE("wait: until a FIFO exists, has a reader, holds data - 75 on timeout", "[pipe][wait]") {
     temp_dir dir;
     std::string fifo = dir / "later";
     SECTION("exists") {

@@ -144,7 +144,7 @@ TEST_CASE("shm: usage errors, missing, existing, permission", "[shm][bad]") {
     CHECK(denied.status == 77);
 }
 
-TEST_CASE("shm: ls shows every kind; agrees with /dev/shm", "[shm][ls]") {
+TEST_CASE("shm: ls shows every kind - agrees with /dev/shm", "[shm][ls]") {
     shm_name seg, cons, ch, sem, foreign;
     REQUIRE(shm({"create", seg, "--size", "1"}).status == 0);
     REQUIRE(shm({"create", cons, "--consistent", "--size", "8"}).status == 0);

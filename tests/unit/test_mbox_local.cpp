@@ -137,7 +137,7 @@ TEST_CASE("mbox local: seqs from 1, sender identity, topic, a copy per group", "
     CHECK(st.groups.size() == 2);
 }
 
-TEST_CASE("mbox local: messages wait for the first group; a new group starts at the oldest retained or, asked, after the newest",
+TEST_CASE("mbox local: messages wait for the first group - a new group starts at the oldest retained or, asked, after the newest",
           "[mbox][local]") {
     auto l = fresh("mbox-start");
     box_guard g{l};
@@ -226,7 +226,7 @@ TEST_CASE("mbox local: concurrent sender and receiver processes: one order, ever
     CHECK(b->stat().msgs == 0);
 }
 
-TEST_CASE("mbox local: topic and sender subscriptions; skipped seqs are reported", "[mbox][local]") {
+TEST_CASE("mbox local: topic and sender subscriptions - skipped seqs are reported", "[mbox][local]") {
     auto l = fresh("mbox-topic");
     box_guard g{l};
     auto b = make(l);
@@ -346,7 +346,7 @@ TEST_CASE("mbox local: a full mailbox blocks until the deadline, or drops the ol
     }
 }
 
-TEST_CASE("mbox local: rendezvous: send returns once the message is taken; not taken in time, it is withdrawn",
+TEST_CASE("mbox local: rendezvous: send returns once the message is taken - not taken in time, it is withdrawn",
           "[mbox][local][processes]") {
     auto l = fresh("mbox-rdv");
     box_guard g{l};
@@ -374,7 +374,7 @@ TEST_CASE("mbox local: rendezvous: send returns once the message is taken; not t
     CHECK(reap(p) == 0);
 }
 
-TEST_CASE("mbox local: --ack: a killed receiver's message is delivered again; leases, release, dead letters",
+TEST_CASE("mbox local: --ack: a killed receiver's message is delivered again - leases, release, dead letters",
           "[mbox][local][processes]") {
     auto l = fresh("mbox-ack");
     box_guard g{l};

@@ -284,7 +284,7 @@ TEST_CASE("redis mailbox: an unreachable server is 69 with a message naming the 
     CHECK(code_of([&] { mbox::redis::open(bad); }) == 64);
 }
 
-TEST_CASE("redis mailbox: send and recv; XRANGE shows what send sent", "[mbox][redis]") {
+TEST_CASE("redis mailbox: send and recv - XRANGE shows what send sent", "[mbox][redis]") {
     testing::redis_server srv;
     REDIS_OR_SKIP(srv);
     auto loc = make_box(srv, "basic");
