@@ -12,7 +12,8 @@
 //                            (the last seq given), bytes (retained, as charged
 //                            below), sent, dropped, changes (bumped by every
 //                            step that changes something), full (set while a
-//                            sender waits for room)
+//                            sender waits for room), lastid (the stream id of
+//                            the last entry the addressee index covers)
 //   ipc-mbox:{NAME}:g:GROUP  hash per group: topic and from (its subscription,
 //                            fixed by the receiver that created it), pos (the
 //                            last seq the group passed), skip (ranges passed
@@ -25,6 +26,11 @@
 //                            lease is released or a group removed
 //   ipc-mbox:{NAME}:free     wake-up stream (MAXLEN 1) for senders: written
 //                            when room was freed while the "full" flag was set
+//   ipc-mbox:{NAME}:to       addressee index: an entry for every stream entry
+//                            with a to field, under the same id, with fields to
+//                            and seq; written by send (entries added otherwise
+//                            are indexed when seen past lastid), trimmed with
+//                            the stream
 //
 // A group is a Redis consumer group of the same name on the stream. Its
 // consumers are the receivers' --as names, or "~HOST:PID:N" for a receiver
@@ -34,6 +40,15 @@
 // until NAME takes it. Entries stay in the stream until every group has
 // passed them (taken them; with --ack, acknowledged them); without any
 // group they stay until the capacity is reached.
+//
+// A receiver without --ack in a group without a subscription reads new
+// entries with a plain XREADGROUP NOACK inside one MULTI/EXEC, between two
+// scripts (lua::fast_pre and fast_post): through a transient consumer group
+// named "\0ipc-mbox:reader" (a NUL byte first), created at the group's
+// position and destroyed again in the same transaction, so no other client
+// ever sees it; the addressee index tells which entries to hand to their
+// addressees. Held messages and expired leases still go through the recv
+// script first.
 //
 // STREAM ENTRY FIELDS, as `redis-cli XRANGE ipc-mbox:{NAME} - +` shows
 // them: seq (decimal, gap-free from 1), ts (wall clock at send, ns since the
@@ -222,7 +237,8 @@ private:
 // A script and the SHA1 the server gave it (SCRIPT LOAD), once per process.
 class script {
 public:
-    explicit script(const char* body) : body_(std::string(lua::prelude) + body) {}
+    explicit script(const char* body, bool box = true)
+        : body_(std::string(lua::prelude_core) + (box ? lua::prelude : "") + body) {}
     const std::string& body() const { return body_; }
     std::string sha() const {
         std::lock_guard lock(m_);
@@ -247,6 +263,11 @@ const script& s_lease() { static const script s(lua::lease); return s; }
 const script& s_stat() { static const script s(lua::stat); return s; }
 const script& s_remove_group() { static const script s(lua::remove_group); return s; }
 const script& s_remove() { static const script s(lua::remove); return s; }
+const script& s_fast_pre() { static const script s(lua::fast_pre, false); return s; }
+const script& s_fast_post() { static const script s(lua::fast_post, false); return s; }
+// The transient consumer group of the fast path (see lua::fast_pre): a NUL
+// byte keeps it apart from any group a receiver names.
+const std::string fast_reader("\0ipc-mbox:reader", 16);
 
 class connection {
 public:
@@ -268,6 +289,33 @@ public:
         args a;
         for (auto s : list) a.add(s);
         return command(a);
+    }
+
+    /// Several commands in one round trip; every reply, errors as they are.
+    std::vector<reply> pipeline(std::vector<args>& cmds) {
+        ensure();
+        for (auto& a : cmds)
+            if (redisAppendCommandArgv(c_, a.size(), a.argv(), a.lens()) != REDIS_OK) lost();
+        std::vector<reply> out;
+        out.reserve(cmds.size());
+        for (std::size_t i = 0; i < cmds.size(); ++i) {
+            void* r = nullptr;
+            if (redisGetReply(c_, &r) != REDIS_OK || !r) lost();
+            out.emplace_back(static_cast<redisReply*>(r));
+        }
+        return out;
+    }
+
+    /// The SHA1 of a script, loaded (SCRIPT LOAD) when not known yet.
+    std::string sha_of(const script& s) {
+        std::string sha = s.sha();
+        if (sha.empty()) {
+            reply l = command({"SCRIPT", "LOAD", s.body()});
+            if (l->type == REDIS_REPLY_ERROR) throw server_error(text(l.get()));
+            sha = std::string(text(l.get()));
+            s.set_sha(sha);
+        }
+        return sha;
     }
 
     /// Runs a script: EVALSHA, or EVAL when the server does not know it
@@ -548,13 +596,9 @@ std::vector<skipped_range> parse_skips(std::string_view s) {
     return out;
 }
 
-// A stream entry {id, deliveries, skipped, fields} to a message.
-message to_message(const redisReply* d) {
+// A stream entry (its id and fields) to a message.
+message entry_message(std::string_view id, const redisReply* f) {
     message m;
-    std::string_view id = text(at(d, 0));
-    m.deliveries = static_cast<std::uint32_t>(to_u64(text(at(d, 1))));
-    m.skipped = parse_skips(text(at(d, 2)));
-    const redisReply* f = at(d, 3);
     bool have_ts = false;
     for (std::size_t i = 0; i + 1 < count(f); i += 2) {
         std::string_view k = text(at(f, i)), v = text(at(f, i + 1));
@@ -572,6 +616,25 @@ message to_message(const redisReply* d) {
     }
     if (!have_ts) m.timestamp_ns = to_u64(id.substr(0, id.find('-'))) * 1'000'000;
     return m;
+}
+
+// What the recv script returns for a message, {id, deliveries, skipped, fields}, to a message.
+message to_message(const redisReply* d) {
+    message m = entry_message(text(at(d, 0)), at(d, 3));
+    m.deliveries = static_cast<std::uint32_t>(to_u64(text(at(d, 1))));
+    m.skipped = parse_skips(text(at(d, 2)));
+    return m;
+}
+
+// Adds seqs a..b to skipped ranges as the recv script does (merging a range
+// that continues the last one with the same reason; seq 0 is none).
+void add_skip(std::vector<skipped_range>& v, std::uint64_t a, std::uint64_t b, const char* reason) {
+    if (a == 0 || b < a) return;
+    if (!v.empty() && v.back().reason == reason && v.back().last + 1 == a) {
+        v.back().last = b;
+        return;
+    }
+    v.push_back({a, b, reason});
 }
 
 // ---------------------------------------------------------------------------
@@ -606,6 +669,14 @@ private:
     /// entry after each stream's given id.
     void wait_streams(const deadline& until, std::initializer_list<std::pair<std::string_view, std::string>> streams,
                       const std::string& client_name);
+    struct fast_outcome {
+        enum { slow, empty, passed, delivered } kind = slow;
+        std::size_t n = 0;
+        std::string stream_id, ev_id;  // empty: where a wait starts
+    };
+    /// One take-mode read through the fast path (see lua::fast_pre).
+    fast_outcome fast_recv(const std::string& group, const std::string& consumer, const recv_options& opt,
+                           std::size_t want, const std::function<void(message&)>& fn, bool retry = true);
 
     connection c_;
     std::string body_;
@@ -614,6 +685,8 @@ private:
     std::string token_;  // the consumer name of a receiver without --as
     // seq -> stream id of messages delivered with --ack, per group: hints for ack/release/renew
     std::map<std::string, std::map<std::uint64_t, std::string>> ids_;
+    // groups whose last recv here went through the recv script without trouble: worth the fast path
+    std::map<std::string, bool> fast_;
 };
 
 void redis_mailbox::wait_streams(const deadline& until,
@@ -625,7 +698,8 @@ void redis_mailbox::wait_streams(const deadline& until,
     if (left) block = std::min(block, std::chrono::ceil<milliseconds>(*left));
     if (block.count() <= 0) return;
     args a;
-    a.add("XREAD").add("BLOCK").num(static_cast<std::uint64_t>(block.count())).add("STREAMS");
+    // COUNT 1: a wake-up only (without it a late reply would carry every new entry)
+    a.add("XREAD").add("COUNT").add("1").add("BLOCK").num(static_cast<std::uint64_t>(block.count())).add("STREAMS");
     for (auto& s : streams) a.add(s.first);
     for (auto& s : streams) a.add(s.second);
     c_.blocking(a, block, client_name);
@@ -670,6 +744,75 @@ send_result redis_mailbox::send(std::span<const outgoing> msgs, const send_optio
     return res;
 }
 
+redis_mailbox::fast_outcome redis_mailbox::fast_recv(const std::string& group, const std::string& consumer,
+                                                     const recv_options& opt, std::size_t want,
+                                                     const std::function<void(message&)>& fn, bool retry) {
+    std::string pre_sha = c_.sha_of(s_fast_pre()), post_sha = c_.sha_of(s_fast_post());
+    std::vector<args> cmds(5);
+    cmds[0].add("MULTI");
+    cmds[1].add("EVALSHA").add(pre_sha).add("1").add(k_.stream).add(group).add(opt.as);
+    cmds[1].num(static_cast<std::uint64_t>(std::max<std::int64_t>(opt.lease.count(), 1))).add(fast_reader);
+    cmds[2].add("XREADGROUP").add("GROUP").add(fast_reader).add(consumer).add("COUNT").num(want).add("NOACK");
+    cmds[2].add("STREAMS").add(k_.stream).add(">");
+    cmds[3].add("EVALSHA").add(post_sha).add("4").add(k_.stream).add(k_.meta).add(k_.ev).add(k_.free);
+    cmds[3].add(group).add(opt.as).add(fast_reader);
+    cmds[4].add("EXEC");
+    auto rs = c_.pipeline(cmds);
+    for (auto& r : rs)
+        if (r->type == REDIS_REPLY_ERROR) throw c_.server_error(text(r.get()));
+    const redisReply* ex = rs[4].get();
+    const redisReply *pre = at(ex, 0), *rd = at(ex, 1), *post = at(ex, 2);
+    if (!pre || !post) throw error(exit_code::unavailable, fmt::format("{}: bad reply to EXEC", c_.where().url));
+    fast_outcome out;
+    if (text(pre).starts_with("NOSCRIPT") || text(post).starts_with("NOSCRIPT")) {
+        // A restarted or flushed server: nothing was read (no reader). Load them again.
+        s_fast_pre().set_sha({});
+        s_fast_post().set_sha({});
+        if (retry) return fast_recv(group, consumer, opt, want, fn, false);
+        return out;  // slow
+    }
+    if (post->type == REDIS_REPLY_ERROR) throw c_.server_error(text(post));
+    if (pre->type == REDIS_REPLY_ERROR) throw c_.server_error(text(pre));
+    auto status = text(at(post, 0));
+    if (status == "SLOW") return out;
+    if (status == "EMPTY") {
+        out.kind = fast_outcome::empty;
+        out.stream_id = std::string(text(at(post, 1)));
+        out.ev_id = std::string(text(at(post, 2)));
+        return out;
+    }
+    if (rd->type == REDIS_REPLY_ERROR) throw c_.server_error(text(rd));
+    std::uint64_t prev = to_u64(text(at(post, 1)));
+    auto skips = parse_skips(text(at(post, 2)));
+    std::string_view boundary = text(at(post, 3));
+    out.kind = fast_outcome::passed;
+    if (boundary.empty()) return out;  // all for others: the script kept their ranges
+    const redisReply* es = at(at(rd, 0), 1);
+    std::vector<message> got;
+    got.reserve(count(es));
+    for (std::size_t i = 0; i < count(es); ++i) {
+        std::string_view id = text(at(at(es, i), 0));
+        message m = entry_message(id, at(at(es, i), 1));
+        if (m.seq > 0) {
+            if (m.seq > prev + 1) add_skip(skips, prev + 1, m.seq - 1, "dropped");
+            prev = std::max(prev, m.seq);
+        }
+        if (!m.to.empty() && m.to != opt.as) {
+            add_skip(skips, m.seq, m.seq, "addressed");
+        } else {
+            m.skipped = std::move(skips);
+            skips.clear();
+            got.push_back(std::move(m));
+        }
+        if (id == boundary) break;  // what follows is for others: the script kept their ranges
+    }
+    if (got.empty()) return out;
+    out.kind = fast_outcome::delivered;
+    out.n = got.size();
+    for (auto& m : got) fn(m);
+    return out;
+}
+
 std::size_t redis_mailbox::recv(const recv_options& opt, const std::function<void(message&)>& fn) {
     std::string group = opt.group.effective_name();
     std::string consumer = opt.as.empty() ? token_ : opt.as;
@@ -682,8 +825,25 @@ std::size_t redis_mailbox::recv(const recv_options& opt, const std::function<voi
     limits dlim;
     std::string client = receiver_client(body_, group);
     std::size_t want = std::max<std::size_t>(opt.max_batch, 1);
+    // Take mode without a subscription: new messages straight from XREADGROUP
+    // when nothing is held or due again (the recv script does those).
+    const bool fast = !opt.ack && opt.group.topic.empty() && opt.group.from.empty();
     for (;;) {
         check_interrupt();
+        if (fast && fast_[group]) {
+            auto f = fast_recv(group, consumer, opt, want, fn);
+            if (f.kind == fast_outcome::delivered) return f.n;
+            if (f.kind == fast_outcome::passed) {  // all for others: read on
+                if (opt.until.expired()) return 0;
+                continue;
+            }
+            if (f.kind == fast_outcome::empty) {
+                if (opt.until.expired()) return 0;
+                wait_streams(opt.until, {{k_.stream, f.stream_id}, {k_.ev, f.ev_id}}, client);
+                continue;
+            }
+            fast_[group] = false;  // once through the recv script, then the fast path again
+        }
         args a;
         a.add(group).add(consumer).add(opt.as).add(opt.ack ? "1" : "0");
         a.num(static_cast<std::uint64_t>(std::max<std::int64_t>(opt.lease.count(), 1)));
@@ -700,6 +860,7 @@ std::size_t redis_mailbox::recv(const recv_options& opt, const std::function<voi
                 "group '{}' subscribes to topic {} from {}; this receiver asks for topic {} from {}", group,
                 any(text(at(r.get(), 1))), any(text(at(r.get(), 2))), any(opt.group.topic), any(opt.group.from)));
         }
+        if (fast) fast_[group] = true;
         const redisReply* ds = at(r.get(), 3);
         if (count(ds) > 0) {
             std::vector<message> got;
@@ -767,7 +928,8 @@ bool redis_mailbox::wait_change(std::uint64_t seen, const deadline& until) {
         auto block = left ? std::min<std::chrono::milliseconds>(step, std::chrono::ceil<std::chrono::milliseconds>(*left)) : step;
         if (block.count() <= 0) continue;
         args a;
-        a.add("XREAD").add("BLOCK").num(static_cast<std::uint64_t>(block.count())).add("STREAMS").add(k_.stream).add(last);
+        a.add("XREAD").add("COUNT").add("1").add("BLOCK").num(static_cast<std::uint64_t>(block.count()));
+        a.add("STREAMS").add(k_.stream).add(last);
         c_.blocking(a, block, "ipc-mbox:w:" + escape_name(body_));
     }
 }

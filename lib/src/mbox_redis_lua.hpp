@@ -7,9 +7,9 @@
 
 namespace ipc::mbox::redis::lua {
 
-// Helpers every script starts with. KEYS[1] is always the stream; the other
-// keys of the mailbox are named from it.
-inline constexpr const char* prelude = R"lua(
+// Helpers of every script (the fast-path scripts carry only these). KEYS[1]
+// is always the stream; the other keys of the mailbox are named from it.
+inline constexpr const char* prelude_core = R"lua(
 local function num(s) return tonumber(s) or 0 end
 local function str(n) return string.format('%d', n) end
 local function idparts(id)
@@ -30,6 +30,87 @@ local function fmap(fields)
   for i = 1, #fields, 2 do m[fields[i]] = fields[i + 1] end
   return m
 end
+local function gkey(stream, g) return stream .. ':g:' .. g end
+local function groups(stream, infos)
+  local out = {}
+  if not infos then
+    if redis.call('EXISTS', stream) == 0 then return out end
+    infos = redis.call('XINFO', 'GROUPS', stream)
+  end
+  for _, g in ipairs(infos) do
+    local m = fmap(g)
+    -- a name starting with a NUL byte: the fast path's reader (fast_pre), left over by a failed step
+    if string.byte(m['name'], 1) ~= 0 then
+      out[#out + 1] = {name = m['name'], last = m['last-delivered-id'], pending = m['pending']}
+    end
+  end
+  return out
+end
+local function last_id(stream)
+  local r = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if r[1] then return r[1][1] end
+  return '0-0'
+end
+local function wake(key) redis.call('XADD', key, 'MAXLEN', 1, '*', 'w', '1') end
+
+-- Retention: frees every entry that each group has passed (taken, or acked
+-- when it was delivered with --ack; held entries stay). Without groups
+-- nothing is freed here: entries wait for a group up to the capacity.
+-- Wakes blocked senders when it freed something.
+local function retain(stream, meta, free, gs)
+  gs = gs or groups(stream)
+  if #gs == 0 then return 0 end
+  local floor = nil
+  for _, g in ipairs(gs) do
+    local cand
+    if g.pending > 0 then
+      cand = redis.call('XPENDING', stream, g.name)[2]
+    else
+      cand = idnext(g.last)
+    end
+    if floor == nil or idlt(cand, floor) then floor = cand end
+  end
+  local freed = redis.call('XTRIM', stream, 'MINID', floor)
+  if freed == 0 then return 0 end
+  redis.call('XTRIM', stream .. ':to', 'MINID', floor)
+  -- bytes is now an upper bound: recount() makes it exact when it matters
+  redis.call('HSET', meta, 'bytes_exact', '0')
+  if redis.call('HDEL', meta, 'full') > 0 then wake(free) end
+  return freed
+end
+local function forget_consumer(stream, g, c)
+  if string.sub(c, 1, 1) ~= '~' then return end
+  if #redis.call('XPENDING', stream, g, '-', '+', 1, c) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', stream, g, c)
+    redis.call('HDEL', gkey(stream, g), 'lease:' .. c)
+  end
+end
+-- The addressee index (STREAM:to) lists every entry with a 'to' field. The
+-- send script adds its own; entries added by other means (redis-cli XADD,
+-- dead letters) after meta's lastid are found here and indexed.
+local function index_new(stream, meta)
+  local lastid = redis.call('HGET', meta, 'lastid') or '0-0'
+  local top = last_id(stream)
+  if top == '0-0' or not idlt(lastid, top) then return end
+  local from = '(' .. lastid
+  local done = last_id(stream .. ':to')  -- indexed already (a script that failed half-way)
+  while true do
+    local batch = redis.call('XRANGE', stream, from, top, 'COUNT', 1000)
+    for _, e in ipairs(batch) do
+      local m = fmap(e[2])
+      if m.to and m.to ~= '' and idlt(done, e[1]) then
+        redis.call('XADD', stream .. ':to', e[1], 'to', m.to, 'seq', m.seq or '0')
+      end
+    end
+    if #batch < 1000 then break end
+    from = '(' .. batch[#batch][1]
+  end
+  redis.call('HSET', meta, 'lastid', top)
+end
+)lua";
+
+// Helpers of the scripts that append or look up entries.
+inline constexpr const char* prelude = R"lua(
 -- What an entry costs against max_bytes: every field name and value. Entries
 -- without a seq field (added by hand) are not charged.
 local function esize(fields)
@@ -43,7 +124,6 @@ local function charged(fields)
   end
   return 0
 end
-local function gkey(stream, g) return stream .. ':g:' .. g end
 -- The exact charged bytes of a stream (one pass over it).
 local function count_bytes(stream)
   local bytes, from = 0, '-'
@@ -55,22 +135,6 @@ local function count_bytes(stream)
   end
   return bytes
 end
-local function groups(stream)
-  local out = {}
-  if redis.call('EXISTS', stream) == 0 then return out end
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-    local m = fmap(g)
-    out[#out + 1] = {name = m['name'], last = m['last-delivered-id'], pending = m['pending']}
-  end
-  return out
-end
-local function last_id(stream)
-  local r = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-  if r[1] then return r[1][1] end
-  return '0-0'
-end
-local function wake(key) redis.call('XADD', key, 'MAXLEN', 1, '*', 'w', '1') end
-
 -- A mailbox being appended to.
 local function load_box(stream, meta)
   local v = redis.call('HMGET', meta, 'max_msgs', 'max_bytes', 'max_msg_size', 'overflow', 'bytes', 'seq', 'bytes_exact')
@@ -117,7 +181,10 @@ local function drop_oldest(b, size)
       last = e[1]
     end
   end
-  if last then redis.call('XTRIM', b.stream, 'MINID', idnext(last)) end
+  if last then
+    redis.call('XTRIM', b.stream, 'MINID', idnext(last))
+    redis.call('XTRIM', b.stream .. ':to', 'MINID', idnext(last))
+  end
 end
 -- fields: everything but seq. Returns the seq.
 local function append(b, fields)
@@ -134,30 +201,6 @@ local function save_box(b)
   if b.sent > 0 then redis.call('HINCRBY', b.meta, 'sent', b.sent) end
   if b.dropped > 0 then redis.call('HINCRBY', b.meta, 'dropped', b.dropped) end
   if b.sent + b.dropped > 0 then redis.call('HINCRBY', b.meta, 'changes', 1) end
-end
--- Retention: frees every entry that each group has passed (taken, or acked
--- when it was delivered with --ack; held entries stay). Without groups
--- nothing is freed here: entries wait for a group up to the capacity.
--- Wakes blocked senders when it freed something.
-local function retain(stream, meta, free)
-  local gs = groups(stream)
-  if #gs == 0 then return 0 end
-  local floor = nil
-  for _, g in ipairs(gs) do
-    local cand
-    if g.pending > 0 then
-      cand = redis.call('XPENDING', stream, g.name)[2]
-    else
-      cand = idnext(g.last)
-    end
-    if floor == nil or idlt(cand, floor) then floor = cand end
-  end
-  local freed = redis.call('XTRIM', stream, 'MINID', floor)
-  if freed == 0 then return 0 end
-  -- bytes is now an upper bound: recount() makes it exact when it matters
-  redis.call('HSET', meta, 'bytes_exact', '0')
-  if redis.call('HDEL', meta, 'full') > 0 then wake(free) end
-  return freed
 end
 -- The stream id of a seq pending in a group: the hint when it holds that
 -- seq, else a search of the group's pending entries.
@@ -177,13 +220,6 @@ local function find_pending(stream, g, seq, hint)
     from = '(' .. p[#p][1]
   end
   return nil
-end
-local function forget_consumer(stream, g, c)
-  if string.sub(c, 1, 1) ~= '~' then return end
-  if #redis.call('XPENDING', stream, g, '-', '+', 1, c) == 0 then
-    redis.call('XGROUP', 'DELCONSUMER', stream, g, c)
-    redis.call('HDEL', gkey(stream, g), 'lease:' .. c)
-  end
 end
 )lua";
 
@@ -207,6 +243,8 @@ local policy = ARGV[1]
 if policy == '' then policy = b.overflow end
 local n = tonumber(ARGV[6])
 local first, status = b.seq + 1, 'OK'
+index_new(b.stream, b.meta)
+local idx, lastid = b.stream .. ':to', nil
 -- One argument list, reused: XADD stream * seq S ts T pid P uid U [from F] [topic T] [to T] body B
 local a = {'XADD', b.stream, '*', 'seq', '', 'ts', ARGV[2], 'pid', ARGV[3], 'uid', ARGV[4]}
 if ARGV[5] ~= '' then a[#a + 1] = 'from'; a[#a + 1] = ARGV[5] end
@@ -226,13 +264,15 @@ for i = 0, n - 1 do
     if not fits(b, size) then status = 'FULL'; break end
   end
   a[5] = sq
-  redis.call(unpack(a, 1, k))
+  lastid = redis.call(unpack(a, 1, k))
+  if to ~= '' then redis.call('XADD', idx, lastid, 'to', to, 'seq', sq) end
   b.seq = b.seq + 1
   b.len = b.len + 1
   b.bytes = b.bytes + size
   b.sent = b.sent + 1
 end
 save_box(b)
+if lastid then redis.call('HSET', b.meta, 'lastid', lastid) end
 local top = ''
 if status == 'FULL' then
   redis.call('HSET', KEYS[2], 'full', '1')
@@ -545,8 +585,170 @@ inline constexpr const char* remove = R"lua(
 local stream = KEYS[1]
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 for _, g in ipairs(groups(stream)) do redis.call('DEL', gkey(stream, g.name)) end
-redis.call('DEL', stream, KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', stream, KEYS[2], KEYS[3], KEYS[4], stream .. ':to')
 return 1
+)lua";
+
+// The take-mode fast path of recv (no --ack, no topic/from subscription), run
+// by the client as one transaction, so that new messages reach the receiver
+// straight from XREADGROUP and never pass through Lua:
+//   MULTI; EVALSHA fast_pre; XREADGROUP GROUP <reader> c COUNT n NOACK STREAMS s >;
+//   EVALSHA fast_post; EXEC
+// The read goes through a transient consumer group, the reader (fast_group
+// below), that fast_pre creates at the group's position and fast_post moves
+// the group to and destroys: when fast_pre did not run (a script missing
+// after SCRIPT FLUSH) or said no, the XREADGROUP fails with NOGROUP and
+// takes nothing. No other client ever sees the reader.
+
+// KEYS: stream. ARGV: group name lease-ms reader.
+// Creates the reader when the fast path may deliver: the group exists without
+// a subscription, nothing is held for name, and no lease has expired (the
+// recv script delivers those first). Returns 1 when it did, else 0.
+inline constexpr const char* fast_pre = R"lua(
+local stream, g, name, lease, reader = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+if redis.call('EXISTS', stream) == 0 then return 0 end
+local gi = nil
+for _, x in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+  local m = fmap(x)
+  if m['name'] == g then gi = m end
+  if m['name'] == reader then redis.call('XGROUP', 'DESTROY', stream, reader) end
+end
+if not gi then return 0 end
+local gk = gkey(stream, g)
+local h = redis.call('HMGET', gk, 'topic', 'from')
+if h[1] ~= '' or h[2] ~= '' then return 0 end
+if gi['pending'] > 0 then
+  if name ~= '' then
+    for _, e in ipairs(redis.call('XPENDING', stream, g, '-', '+', 1000, name)) do
+      if e[4] == 0 then return 0 end
+    end
+  end
+  local cursor = '-'
+  for _ = 1, 10 do
+    local p = redis.call('XPENDING', stream, g, 'IDLE', lease, cursor, '+', 100)
+    for _, e in ipairs(p) do
+      if e[4] > 0 then
+        local olease = tonumber(redis.call('HGET', gk, 'lease:' .. e[2]) or '') or lease
+        if e[3] >= olease then return 0 end
+      end
+      cursor = '(' .. e[1]
+    end
+    if #p < 100 then break end
+  end
+end
+if type(gi['entries-read']) == 'number' then
+  redis.call('XGROUP', 'CREATE', stream, reader, gi['last-delivered-id'], 'ENTRIESREAD', gi['entries-read'])
+else
+  redis.call('XGROUP', 'CREATE', stream, reader, gi['last-delivered-id'])
+end
+return 1
+)lua";
+
+// KEYS: stream meta ev free. ARGV: group name reader.
+// After the read: moves the group to where the reader got and destroys it,
+// hands the messages addressed to others (found in the addressee index) to
+// their addressees, moves pos, keeps the skipped ranges that follow the last
+// message for this receiver (or all of them when there is none), counts,
+// frees, and returns {'OK', previous pos, previous skip, id of the last entry
+// for this receiver or ''}; {'EMPTY', last-delivered id, ev top id} when
+// nothing was read; {'SLOW'} when there was no reader. The client computes
+// the skipped ranges up to that entry by the same rules (gaps are 'dropped',
+// entries addressed to others 'addressed').
+inline constexpr const char* fast_post = R"lua(
+local stream, meta, ev, free = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local g, name, reader = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', stream) == 0 then return {'SLOW'} end
+local gi, ri = nil, nil
+local infos = redis.call('XINFO', 'GROUPS', stream)
+for _, x in ipairs(infos) do
+  local m = fmap(x)
+  if m['name'] == g then gi = m elseif m['name'] == reader then ri = m end
+end
+if not ri then return {'SLOW'} end
+redis.call('XGROUP', 'DESTROY', stream, reader)
+if not gi then return {'SLOW'} end
+local lid0, lid = gi['last-delivered-id'], ri['last-delivered-id']
+if lid == lid0 then return {'EMPTY', lid, last_id(ev)} end
+if type(ri['entries-read']) == 'number' then
+  redis.call('XGROUP', 'SETID', stream, g, lid, 'ENTRIESREAD', ri['entries-read'])
+else
+  redis.call('XGROUP', 'SETID', stream, g, lid)
+end
+-- entries not indexed yet (not added by the send script) among those read
+if idlt(redis.call('HGET', meta, 'lastid') or '0-0', lid) then index_new(stream, meta) end
+local gk = gkey(stream, g)
+local h = redis.call('HMGET', gk, 'pos', 'skip')
+local oldpos, oldskip = num(h[1]), h[2] or ''
+local from = '(' .. lid0
+local other, nother = {}, 0
+for _, e in ipairs(redis.call('XRANGE', stream .. ':to', from, lid)) do
+  local m = fmap(e[2])
+  if m.to ~= name then
+    redis.call('XCLAIM', stream, g, m.to, 0, e[1], 'RETRYCOUNT', 0, 'FORCE', 'JUSTID')
+    other[e[1]] = true
+    nother = nother + 1
+  end
+end
+-- Walk back from the newest entry read to the last one for this receiver.
+local boundary, top_seq, tail = nil, nil, {}
+local cursor, page = lid, nother + 1
+while true do
+  local r = redis.call('XREVRANGE', stream, cursor, from, 'COUNT', page)
+  for _, e in ipairs(r) do
+    local s, fs = 0, e[2]
+    for i = 1, #fs, 2 do
+      if fs[i] == 'seq' then s = num(fs[i + 1]); break end
+    end
+    if not top_seq and s > 0 then top_seq = s end
+    if not boundary then
+      if other[e[1]] then tail[#tail + 1] = s else boundary = e[1] end
+    end
+    if boundary and top_seq then break end
+  end
+  if (boundary and top_seq) or #r < page then break end
+  cursor = '(' .. r[#r][1]
+  page = 64
+end
+local skips = {}
+local function skip(a, b, reason)
+  if a == 0 or b < a then return end
+  local l = skips[#skips]
+  if l and l[3] == reason and l[2] + 1 == a then l[2] = b else skips[#skips + 1] = {a, b, reason} end
+end
+local pos = oldpos
+if not boundary then
+  for a, b, r in string.gmatch(oldskip, '(%d+) (%d+) (%a+);') do skips[#skips + 1] = {tonumber(a), tonumber(b), r} end
+end
+for i = #tail, 1, -1 do
+  local s = tail[i]
+  if not boundary and s > 0 then
+    if s > pos + 1 then skip(pos + 1, s - 1, 'dropped') end
+    if s > pos then pos = s end
+  end
+  skip(s, s, 'addressed')
+end
+local parts = {}
+for _, x in ipairs(skips) do parts[#parts + 1] = str(x[1]) .. ' ' .. str(x[2]) .. ' ' .. x[3] .. ';' end
+if top_seq and top_seq > pos then pos = top_seq end
+redis.call('HSET', gk, 'pos', str(pos), 'skip', table.concat(parts))
+local n
+if type(ri['entries-read']) == 'number' and type(gi['entries-read']) == 'number' then
+  n = ri['entries-read'] - gi['entries-read']
+else
+  n = pos - oldpos
+end
+n = n - nother
+if n > 0 then redis.call('HINCRBY', gk, 'delivered', n) end
+-- retention with the groups as they are now: ours moved, the reader gone
+local gs = {}
+for _, x in ipairs(groups(stream, infos)) do
+  if x.name == g then x.last = lid; x.pending = x.pending + nother end
+  gs[#gs + 1] = x
+end
+retain(stream, meta, free, gs)
+if nother > 0 then wake(ev) end
+redis.call('HINCRBY', meta, 'changes', 1)
+return {'OK', str(oldpos), oldskip, boundary or ''}
 )lua";
 
 } // namespace ipc::mbox::redis::lua

@@ -903,3 +903,181 @@ TEST_CASE("redis mailbox: SIGINT ends a waiting recv with interrupted", "[mbox][
     CHECK(WIFEXITED(st));
     CHECK(WEXITSTATUS(st) == 42);
 }
+
+// Take mode without a subscription reads through the fast path (XREADGROUP
+// in a transaction, no Lua per message); these check that it keeps the
+// guarantees of the recv script it stands in for.
+bool fast_path_used(const testing::redis_server& srv) {
+    auto r = srv.cli({"INFO", "commandstats"});
+    return r.out.find("cmdstat_xgroup|setid:") != std::string::npos;
+}
+
+TEST_CASE("redis mailbox: fast path: addressed messages, trailing ranges, an addressed entry added by hand", "[mbox][redis]") {
+    testing::redis_server srv;
+    REDIS_OR_SKIP(srv);
+    auto loc = make_box(srv, "fastaddr");
+    std::string stream = "ipc-mbox:{" + loc.name.substr(1) + "}";
+    auto alice = mbox::redis::open(loc);
+    auto bob = mbox::redis::open(loc);
+    auto oa = opts("", 10, 0ms);
+    oa.as = "alice";
+    CHECK(take(*alice, oa).empty());  // creates the group; alice's next calls take the fast path
+    alice->send(bodies({"1"}), {});
+    alice->send(bodies({"2 for bob"}, "", "bob"), {});
+    alice->send(bodies({"3"}), {});
+    alice->send(bodies({"4 for bob"}, "", "bob"), {});
+    auto a = take(*alice, oa);
+    REQUIRE(a.size() == 2);
+    CHECK(a[0].seq == 1);
+    CHECK(a[0].skipped.empty());
+    CHECK(a[1].seq == 3);
+    REQUIRE(a[1].skipped.size() == 1);
+    CHECK(a[1].skipped[0].first == 2);
+    CHECK(a[1].skipped[0].last == 2);
+    CHECK(a[1].skipped[0].reason == "addressed");
+    CHECK(fast_path_used(srv));
+
+    // 4 was passed after alice's last message: its range comes with her next
+    // one, merged with 5; the entry added by hand (no seq) is held for bob too.
+    REQUIRE(srv.cli({"XADD", stream, "*", "to", "bob", "body", "by hand for bob"}).status == 0);
+    alice->send(bodies({"5 for bob"}, "", "bob"), {});
+    alice->send(bodies({"6"}), {});
+    a = take(*alice, oa);
+    REQUIRE(a.size() == 1);
+    CHECK(a[0].seq == 6);
+    REQUIRE(a[0].skipped.size() == 1);
+    CHECK(a[0].skipped[0].first == 4);
+    CHECK(a[0].skipped[0].last == 5);
+    CHECK(a[0].skipped[0].reason == "addressed");
+    auto g = group_of(alice->stat(), "default");
+    REQUIRE(g);
+    CHECK(g->held == 4);
+    CHECK(g->delivered == 3);
+    CHECK(g->position == 7);
+
+    auto ob = opts("", 10, 10s);
+    ob.as = "bob";
+    auto b = take(*bob, ob);
+    REQUIRE(b.size() == 4);
+    CHECK(b[0].seq == 2);
+    CHECK(b[1].seq == 4);
+    CHECK(b[2].seq == 0);
+    CHECK(b[2].data == "by hand for bob");
+    CHECK(b[3].seq == 5);
+    auto st = alice->stat();
+    CHECK(group_of(st, "default")->held == 0);
+    CHECK(st.msgs == 0);
+
+    // Nothing for alice in a read: she gets nothing, and the range waits.
+    alice->send(bodies({"7 for bob"}, "", "bob"), {});
+    CHECK(take(*alice, oa).empty());
+    alice->send(bodies({"8"}), {});
+    a = take(*alice, oa);
+    REQUIRE(a.size() == 1);
+    CHECK(a[0].seq == 8);
+    REQUIRE(a[0].skipped.size() == 1);
+    CHECK(a[0].skipped[0].first == 7);
+    CHECK(a[0].skipped[0].last == 7);
+    CHECK(a[0].skipped[0].reason == "addressed");
+    // Bob has something held now: his next call goes through the recv script first.
+    b = take(*bob, ob);
+    REQUIRE(b.size() == 1);
+    CHECK(b[0].seq == 7);
+    // An addressee reading through the fast path gets what is addressed to it.
+    alice->send(bodies({"9 for bob", "10 for bob"}, "", "bob"), {});
+    b = take(*bob, ob);
+    REQUIRE(b.size() == 2);
+    CHECK(b[0].seq == 9);
+    CHECK(b[1].seq == 10);
+    CHECK(b[0].skipped.empty());
+    a = take(*alice, oa);
+    CHECK(a.empty());
+    CHECK(alice->stat().msgs == 0);
+}
+
+TEST_CASE("redis mailbox: fast path and recv script mixed in one group", "[mbox][redis]") {
+    testing::redis_server srv;
+    REDIS_OR_SKIP(srv);
+    auto loc = make_box(srv, "mixed");
+    auto t = mbox::redis::open(loc);  // take mode: the fast path
+    auto k = mbox::redis::open(loc);  // --ack: the recv script
+    auto ot = opts("g", 3, 0ms);
+    auto ok = opts("g", 2, 0ms);
+    ok.ack = true;
+    CHECK(take(*t, ot).empty());
+    std::vector<mbox::outgoing> msgs;
+    for (int i = 1; i <= 20; ++i) msgs.push_back({std::to_string(i), "", ""});
+    REQUIRE(t->send(msgs, {}).seqs.size() == 20);
+    std::vector<std::uint64_t> by_t, by_k, all;
+    for (int round = 0; round < 20; ++round) {
+        auto x = take(*t, ot);
+        for (auto& m : x) {
+            CHECK(m.skipped.empty());
+            by_t.push_back(m.seq);
+            all.push_back(m.seq);
+        }
+        auto y = take(*k, ok);
+        std::vector<std::uint64_t> acks;
+        for (auto& m : y) {
+            CHECK(m.skipped.empty());
+            by_k.push_back(m.seq);
+            all.push_back(m.seq);
+            acks.push_back(m.seq);
+        }
+        if (!acks.empty()) CHECK(k->ack("g", acks) == acks.size());
+        if (x.empty() && y.empty()) break;
+    }
+    CHECK(fast_path_used(srv));
+    CHECK(std::is_sorted(by_t.begin(), by_t.end()));
+    CHECK(std::is_sorted(by_k.begin(), by_k.end()));
+    CHECK_FALSE(by_t.empty());
+    CHECK_FALSE(by_k.empty());
+    std::sort(all.begin(), all.end());
+    std::vector<std::uint64_t> want;
+    for (std::uint64_t i = 1; i <= 20; ++i) want.push_back(i);
+    CHECK(all == want);
+    auto st = t->stat();
+    auto g = group_of(st, "g");
+    REQUIRE(g);
+    CHECK(g->delivered == 20);
+    CHECK(g->pending == 0);
+    CHECK(g->position == 21);
+    CHECK(st.msgs == 0);
+
+    // A lease that expires is delivered again to a take-mode receiver, before
+    // what is new (the fast path gives way to the recv script).
+    auto ol = opts("g", 1, 0ms);
+    ol.ack = true;
+    ol.lease = 100ms;
+    t->send(bodies({"x"}), {});
+    auto kx = take(*k, ol);
+    REQUIRE(kx.size() == 1);
+    CHECK(kx[0].seq == 21);
+    t->send(bodies({"y"}), {});
+    ::usleep(300000);
+    auto ot2 = opts("g", 5, 0ms);
+    ot2.lease = 100ms;  // the lease a receiver gives is also what it waits for before taking over
+    auto tx = take(*t, ot2);
+    REQUIRE(tx.size() == 2);
+    CHECK(tx[0].seq == 21);
+    CHECK(tx[0].deliveries == 2);
+    CHECK(tx[1].seq == 22);
+    CHECK(tx[1].deliveries == 1);
+    CHECK(take(*t, opts("g", 5, 0ms)).empty());
+    st = t->stat();
+    CHECK(st.msgs == 0);
+    CHECK(group_of(st, "g")->pending == 0);
+
+    // SCRIPT FLUSH between two reads: the fast path's transaction takes
+    // nothing without its scripts, loads them again, and loses nothing.
+    t->send(bodies({"z1", "z2"}), {});
+    REQUIRE(srv.cli({"SCRIPT", "FLUSH"}).status == 0);
+    auto tz = take(*t, opts("g", 5, 0ms));
+    REQUIRE(tz.size() == 2);
+    CHECK(tz[0].seq == 23);
+    CHECK(tz[1].seq == 24);
+    CHECK(tz[0].skipped.empty());
+    st = t->stat();
+    CHECK(st.groups.size() == 1);  // no reader left behind
+    CHECK(group_of(st, "g")->delivered == 24 + 1);  // 21 was delivered twice
+}
