@@ -1,0 +1,409 @@
+// SPDX-License-Identifier: MIT
+// JSON-RPC 2.0: the codec, line framing, and the server core over real Unix
+// sockets with real commands.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ipc/error.hpp"
+#include "ipc/fd.hpp"
+#include "ipc/rpc.hpp"
+#include "process.hpp"
+
+using namespace ipc;
+using namespace std::chrono_literals;
+using rpc::json;
+
+namespace {
+
+int error_code_of(const json& response) { return response.at("error").at("code").get<int>(); }
+
+// A server on a Unix socket in a private directory, run by a thread, stopped
+// and joined when the test ends (also when it fails).
+struct running_server {
+    testing::temp_dir dir;
+    parse::endpoint ep;
+    std::unique_ptr<rpc::server> srv;
+    std::thread thread;
+    std::exception_ptr failure;
+
+    explicit running_server(rpc::server_options o) {
+        ep = parse::socket_endpoint("unix:" + dir / "rpc.sock");
+        srv = std::make_unique<rpc::server>(rpc::listener(ep, o.mode), std::move(o));
+        thread = std::thread([this] {
+            try {
+                srv->run();
+            } catch (...) {
+                failure = std::current_exception();
+            }
+        });
+    }
+    ~running_server() {
+        srv->stop();
+        thread.join();
+    }
+    // One request on a fresh connection, one reply.
+    json call(const json& request) {
+        auto fd = rpc::connect(ep, deadline::after(20s));
+        rpc::send(fd.get(), request, deadline::after(20s));
+        return rpc::receive(fd.get(), rpc::max_reply, deadline::after(30s));
+    }
+};
+
+rpc::method sh_method(const std::string& name, const std::string& script) {
+    return rpc::method{name, {"sh", "-c", script, name}};
+}
+
+} // namespace
+
+TEST_CASE("rpc: messages are built and validated as JSON-RPC 2.0 says", "[rpc][codec]") {
+    auto req = rpc::make_request("add", json::array({1, 2}), json(7));
+    CHECK(req == json::parse(R"({"jsonrpc":"2.0","method":"add","params":[1,2],"id":7})"));
+    auto note = rpc::make_request("log", nullptr, std::nullopt);
+    CHECK_FALSE(note.contains("id"));
+    CHECK_FALSE(note.contains("params"));
+
+    auto ok = rpc::validate_request(req);
+    REQUIRE(std::holds_alternative<rpc::request>(ok));
+    CHECK(std::get<rpc::request>(ok).method == "add");
+    CHECK(*std::get<rpc::request>(ok).id == 7);
+    auto n = rpc::validate_request(note);
+    REQUIRE(std::holds_alternative<rpc::request>(n));
+    CHECK(std::get<rpc::request>(n).notification());
+
+    SECTION("invalid requests get -32600 with the id when it is usable") {
+        for (const char* text : {R"({"method":"x","id":1})", R"({"jsonrpc":"1.0","method":"x","id":1})",
+                                 R"({"jsonrpc":"2.0","method":5,"id":1})", R"({"jsonrpc":"2.0","method":"x","params":3,"id":1})",
+                                 R"({"jsonrpc":"2.0","method":"x","extra":true,"id":1})"}) {
+            INFO(text);
+            auto r = rpc::validate_request(json::parse(text));
+            REQUIRE(std::holds_alternative<json>(r));
+            CHECK(error_code_of(std::get<json>(r)) == rpc::code::invalid_request);
+            CHECK(std::get<json>(r)["id"] == 1);
+        }
+        auto bad_id = rpc::validate_request(json::parse(R"({"jsonrpc":"2.0","method":"x","id":{"a":1}})"));
+        REQUIRE(std::holds_alternative<json>(bad_id));
+        CHECK(std::get<json>(bad_id)["id"].is_null());
+        auto not_object = rpc::validate_request(json(5));
+        REQUIRE(std::holds_alternative<json>(not_object));
+        CHECK(error_code_of(std::get<json>(not_object)) == rpc::code::invalid_request);
+    }
+
+    SECTION("responses") {
+        CHECK(rpc::valid_response(rpc::result_response(1, "x")));
+        CHECK(rpc::valid_response(rpc::error_response(nullptr, rpc::code::parse_error)));
+        CHECK(rpc::error_response(1, rpc::code::method_not_found)["error"]["message"] == "Method not found");
+        CHECK_FALSE(rpc::valid_response(json::parse(R"({"jsonrpc":"2.0","id":1})")));
+        CHECK_FALSE(rpc::valid_response(json::parse(R"({"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":"x"}})")));
+        CHECK_FALSE(rpc::valid_response(json::parse(R"({"jsonrpc":"2.0","id":1,"error":{"code":"x","message":"x"}})")));
+        CHECK_FALSE(rpc::valid_response(json::parse(R"({"result":1,"id":1})")));
+    }
+}
+
+TEST_CASE("rpc: 64-bit integers survive, numbers that would be rounded are refused", "[rpc][codec][numbers]") {
+    auto big = rpc::parse_json(R"({"u":18446744073709551615,"i":-9223372036854775808,"p":9007199254740993})");
+    REQUIRE(big);
+    CHECK(rpc::numbers_exact(*big));
+    CHECK((*big)["u"].get<std::uint64_t>() == 18446744073709551615ull);
+    CHECK((*big)["p"].get<std::int64_t>() == 9007199254740993ll);
+    CHECK(rpc::dump(*big) == R"({"i":-9223372036854775808,"p":9007199254740993,"u":18446744073709551615})");
+
+    auto too_big = rpc::parse_json(R"([1, {"x": 123456789012345678901234567890}])");
+    REQUIRE(too_big);
+    CHECK_FALSE(rpc::numbers_exact(*too_big));
+    CHECK_FALSE(rpc::numbers_exact(*rpc::parse_json("9007199254740992.0")));
+    CHECK(rpc::numbers_exact(*rpc::parse_json("0.5")));
+    CHECK(rpc::numbers_exact(*rpc::parse_json("-9007199254740991.0")));
+
+    auto r = rpc::validate_request(json::parse(R"({"jsonrpc":"2.0","method":"x","params":[1e300],"id":1})"));
+    REQUIRE(std::holds_alternative<json>(r));
+    CHECK(error_code_of(std::get<json>(r)) == rpc::code::invalid_request);
+
+    CHECK_FALSE(rpc::parse_json("{\"a\":"));
+    CHECK_FALSE(rpc::parse_json("[1,2] x"));
+}
+
+TEST_CASE("rpc: lines are split and held to their size limit", "[rpc][framing]") {
+    rpc::line_reader r(8);
+    std::string line;
+    r.feed("abc\r\nde", 7);
+    CHECK(r.next(line) == rpc::line_reader::status::line);
+    CHECK(line == "abc");
+    CHECK(r.next(line) == rpc::line_reader::status::need_more);
+    r.feed("fghij\n", 6);
+    CHECK(r.next(line) == rpc::line_reader::status::line);
+    CHECK(line == "defghij");
+    r.feed("123456789", 9);
+    CHECK(r.next(line) == rpc::line_reader::status::need_more);  // maybe a '\r' comes next
+    r.feed("0", 1);
+    CHECK(r.next(line) == rpc::line_reader::status::too_long);
+
+    rpc::line_reader exact(4);
+    exact.feed("abcd\nabcde\n", 11);
+    CHECK(exact.next(line) == rpc::line_reader::status::line);
+    CHECK(line == "abcd");
+    CHECK(exact.next(line) == rpc::line_reader::status::too_long);
+}
+
+TEST_CASE("rpc: commands are split like a shell's words, without expansion", "[rpc][codec]") {
+    CHECK(rpc::split_command("sh -c 'echo $1' x") == std::vector<std::string>{"sh", "-c", "echo $1", "x"});
+    CHECK(rpc::split_command(R"(a "b c" d\ e "q\"x")") == std::vector<std::string>{"a", "b c", "d e", "q\"x"});
+    CHECK(rpc::split_command("  ''  ") == std::vector<std::string>{""});
+    CHECK_THROWS_AS(rpc::split_command("echo 'open"), ipc::error);
+}
+
+TEST_CASE("rpc: the client maps an unreachable endpoint to 69 and a silent server to 75", "[rpc][client]") {
+    testing::temp_dir dir;
+    auto ep = parse::socket_endpoint("unix:" + dir / "absent.sock");
+    try {
+        rpc::connect(ep, deadline::after(5s));
+        FAIL("connected to a socket that does not exist");
+    } catch (const ipc::error& e) {
+        CHECK(e.code() == exit_code::unavailable);
+    }
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    unique_fd a(sv[0]), b(sv[1]);
+    try {
+        rpc::receive(a.get(), 1024, deadline::after(50ms));
+        FAIL("a reply came from nowhere");
+    } catch (const ipc::error& e) {
+        CHECK(e.code() == exit_code::temp_fail);
+    }
+    SECTION("replies that arrive together are taken one by one") {
+        std::string two = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":1}\r\n\n{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":2}\n";
+        REQUIRE(::write(b.get(), two.data(), two.size()) == static_cast<ssize_t>(two.size()));
+        CHECK(rpc::receive(a.get(), 1024, deadline::after(5s))["id"] == 1);
+        CHECK(rpc::receive(a.get(), 1024, deadline::after(5s))["id"] == 2);
+    }
+    SECTION("a reply over the limit is a protocol error (76)") {
+        std::string big = "[\"" + std::string(2000, 'x') + "\"]\n";
+        REQUIRE(::write(b.get(), big.data(), big.size()) == static_cast<ssize_t>(big.size()));
+        try {
+            rpc::receive(a.get(), 1024, deadline::after(5s));
+            FAIL("accepted an oversize reply");
+        } catch (const ipc::error& e) {
+            CHECK(e.code() == exit_code::protocol);
+        }
+    }
+    SECTION("a reply that is no JSON, a half reply, and a close are protocol errors (76)") {
+        std::string what;
+        SECTION("garbage") { what = "hello\n"; }
+        SECTION("half a frame, then close") { what = "{\"jsonrpc\":"; }
+        SECTION("close at once") {}
+        if (!what.empty()) REQUIRE(::write(b.get(), what.data(), what.size()) == static_cast<ssize_t>(what.size()));
+        b.reset();
+        try {
+            rpc::receive(a.get(), 1024, deadline::after(5s));
+            FAIL("accepted a broken reply");
+        } catch (const ipc::error& e) {
+            CHECK(e.code() == exit_code::protocol);
+        }
+    }
+}
+
+TEST_CASE("rpc: the server runs commands and answers calls", "[rpc][server]") {
+    rpc::server_options o;
+    o.methods.push_back(sh_method("add", "echo $(($1 + $2))"));
+    o.methods.push_back(sh_method("env", "printf '%s|%s|%s' \"$IPC_RPC_METHOD\" \"$IPC_RPC_ID\" \"$IPC_RPC_PARAM_USER_NAME\""));
+    o.methods.push_back(rpc::method{"stdin", {"cat"}});
+    o.methods.push_back(sh_method("fail", "echo oops >&2; exit 4"));
+    o.methods.push_back(sh_method("slow", "sleep 30"));
+    o.methods.push_back(rpc::method{"missing", {"/nonexistent/command"}});
+    o.call_timeout = 5s;  // generous: only "slow" (sleep 30) may reach it
+    o.api_version = "2.1";
+    running_server s(std::move(o));
+
+    auto r = s.call(rpc::make_request("add", json::array({2, 40}), json("a")));
+    CHECK(r == json::parse(R"({"jsonrpc":"2.0","id":"a","result":42})"));
+
+    r = s.call(rpc::make_request("env", json{{"user-name", "ann"}}, json(9)));
+    CHECK(r["result"] == "env|9|ann");
+
+    auto params = json::parse(R"({"big":18446744073709551615,"s":"x"})");
+    r = s.call(rpc::make_request("stdin", params, json(1)));
+    CHECK(r["result"] == params);
+
+    r = s.call(rpc::make_request("fail", nullptr, json(2)));
+    CHECK(error_code_of(r) == rpc::code::command_failed);
+    CHECK(r["error"]["data"]["exit_status"] == 4);
+    CHECK(r["error"]["data"]["stderr"] == "oops\n");
+    CHECK(r["id"] == 2);
+
+    r = s.call(rpc::make_request("slow", nullptr, json(3)));
+    CHECK(error_code_of(r) == rpc::code::timed_out);
+
+    r = s.call(rpc::make_request("missing", nullptr, json(4)));
+    CHECK(error_code_of(r) == rpc::code::command_failed);
+    CHECK(r["error"]["data"]["exit_status"] == 127);
+
+    r = s.call(rpc::make_request("nope", nullptr, json(5)));
+    CHECK(error_code_of(r) == rpc::code::method_not_found);
+
+    r = s.call(rpc::make_request("rpc.describe", nullptr, json(6)));
+    CHECK(r["result"]["version"] == "2.1");
+    CHECK(r["result"]["methods"].size() == 7);
+
+    SECTION("a batch is answered by one array; notifications get nothing") {
+        auto fd = rpc::connect(s.ep, deadline::after(20s));
+        json b = json::array({rpc::make_request("add", json::array({1, 1}), json(1)),
+                              rpc::make_request("add", json::array({1, 1}), std::nullopt), json(5),
+                              rpc::make_request("nope", nullptr, json(2))});
+        rpc::send(fd.get(), b, deadline::after(20s));
+        auto reply = rpc::receive(fd.get(), rpc::max_reply, deadline::after(30s));
+        REQUIRE(reply.is_array());
+        REQUIRE(reply.size() == 3);
+        std::map<std::string, int> by_id;
+        for (const auto& e : reply) {
+            CHECK(rpc::valid_response(e));
+            by_id[rpc::dump(e["id"])] = e.contains("error") ? error_code_of(e) : 0;
+        }
+        CHECK(by_id["1"] == 0);
+        CHECK(by_id["2"] == rpc::code::method_not_found);
+        CHECK(by_id["null"] == rpc::code::invalid_request);
+    }
+
+    SECTION("garbage gets -32700 and the connection keeps serving") {
+        auto fd = rpc::connect(s.ep, deadline::after(20s));
+        std::string junk = "{\"jsonrpc\": nope\n";
+        REQUIRE(::write(fd.get(), junk.data(), junk.size()) == static_cast<ssize_t>(junk.size()));
+        auto reply = rpc::receive(fd.get(), rpc::max_reply, deadline::after(30s));
+        CHECK(error_code_of(reply) == rpc::code::parse_error);
+        CHECK(reply["id"].is_null());
+        rpc::send(fd.get(), rpc::make_request("add", json::array({1, 2}), json(8)), deadline::after(20s));
+        CHECK(rpc::receive(fd.get(), rpc::max_reply, deadline::after(30s))["result"] == 3);
+    }
+}
+
+TEST_CASE("rpc: an oversize request is refused and the connection closed", "[rpc][server][limits]") {
+    rpc::server_options o;
+    o.methods.push_back(rpc::method{"stdin", {"cat"}});
+    o.max_request = 1024;
+    running_server s(std::move(o));
+    auto fd = rpc::connect(s.ep, deadline::after(20s));
+    json big = rpc::make_request("stdin", json::array({std::string(4096, 'x')}), json(1));
+    rpc::send(fd.get(), big, deadline::after(20s));
+    auto reply = rpc::receive(fd.get(), rpc::max_reply, deadline::after(30s));
+    CHECK(error_code_of(reply) == rpc::code::request_too_large);
+    // Then the server closes: the next read sees the end.
+    char c;
+    REQUIRE(wait_fd(fd.get(), POLLIN, deadline::after(30s)) != 0);
+    CHECK(::read(fd.get(), &c, 1) == 0);
+    // And another client is served.
+    CHECK(s.call(rpc::make_request("stdin", json{{"k", 1}}, json(2)))["result"] == json{{"k", 1}});
+}
+
+TEST_CASE("rpc: the socket is made with its mode, and a stale one is replaced", "[rpc][server][listener]") {
+    testing::temp_dir dir;
+    auto ep = parse::socket_endpoint("unix:" + dir / "s.sock");
+    {
+        rpc::listener l(ep, 0600);
+        struct stat st{};
+        REQUIRE(::lstat(ep.path.c_str(), &st) == 0);
+        CHECK(S_ISSOCK(st.st_mode));
+        CHECK((st.st_mode & 07777) == 0600);
+        try {
+            rpc::listener second(ep, 0600);
+            FAIL("two servers on one socket");
+        } catch (const ipc::error& e) {
+            CHECK(e.code() == exit_code::exists);
+        }
+    }
+    // The listener removed its socket.
+    CHECK(::access(ep.path.c_str(), F_OK) != 0);
+    // A socket nobody listens on is stale and is replaced.
+    {
+        unique_fd raw(::socket(AF_UNIX, SOCK_STREAM, 0));
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        std::strncpy(sa.sun_path, ep.path.c_str(), sizeof sa.sun_path - 1);
+        REQUIRE(::bind(raw.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    }
+    rpc::listener l(ep, 0640);
+    struct stat st{};
+    REQUIRE(::lstat(ep.path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0640);
+}
+
+TEST_CASE("rpc: calls run at once up to the number of workers", "[rpc][server][workers]") {
+    testing::temp_dir marks;
+    rpc::server_options o;
+    // Each call leaves a mark and waits (bounded) until three marks exist:
+    // with three workers all three finish; the test never measures time.
+    o.methods.push_back(sh_method("meet", "touch '" + marks.path().string() +
+                                              "'/$IPC_RPC_ID; i=0; while [ $(ls '" + marks.path().string() +
+                                              "' | wc -l) -lt 3 ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; "
+                                              "ls '" + marks.path().string() + "' | wc -l"));
+    o.workers = 3;
+    o.call_timeout = 60s;
+    running_server s(std::move(o));
+    std::vector<std::thread> callers;
+    std::vector<json> replies(3);
+    for (int i = 0; i < 3; ++i)
+        callers.emplace_back([&, i] { replies[i] = s.call(rpc::make_request("meet", nullptr, json(i + 1))); });
+    for (auto& t : callers) t.join();
+    for (const auto& r : replies) CHECK(r["result"] == 3);
+}
+
+TEST_CASE("rpc: JSON nested too deep is malformed, and the server survives it", "[rpc][codec][robust]") {
+    auto nested = [](std::size_t n) { return std::string(n, '[') + std::string(n, ']'); };
+    CHECK(rpc::parse_json(nested(rpc::max_depth)));
+    CHECK_FALSE(rpc::parse_json(nested(rpc::max_depth + 1)));
+
+    rpc::server_options o;
+    o.methods.push_back(rpc::method{"stdin", {"cat"}});
+    o.max_request = 4u << 20;
+    running_server s(std::move(o));
+    auto fd = rpc::connect(s.ep, deadline::after(20s));
+    std::string deep = R"({"jsonrpc":"2.0","method":"stdin","params":)" + nested(500000) + R"(,"id":1})" + "\n";
+    std::size_t done = 0;
+    while (done < deep.size()) {
+        ssize_t n = ::send(fd.get(), deep.data() + done, deep.size() - done, MSG_NOSIGNAL);
+        if (n < 0 && errno == EAGAIN) {
+            REQUIRE(wait_fd(fd.get(), POLLOUT, deadline::after(30s)) != 0);
+            continue;
+        }
+        REQUIRE(n > 0);
+        done += static_cast<std::size_t>(n);
+    }
+    CHECK(error_code_of(rpc::receive(fd.get(), rpc::max_reply, deadline::after(30s))) == rpc::code::parse_error);
+    CHECK(s.call(rpc::make_request("stdin", json{{"ok", true}}, json(2)))["result"] == json{{"ok", true}});
+}
+
+TEST_CASE("rpc: calls beyond the queue's bound are answered busy", "[rpc][server][limits]") {
+    testing::temp_dir dir;
+    std::string go = dir / "go";
+    rpc::server_options o;
+    // Waits (bounded) until the test says go.
+    o.methods.push_back(sh_method("block", "i=0; while [ ! -e '" + go + "' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo done"));
+    o.workers = 1;
+    o.max_queued = 1;
+    running_server s(std::move(o));
+    auto fd = rpc::connect(s.ep, deadline::after(20s));
+    for (int id = 1; id <= 3; ++id) rpc::send(fd.get(), rpc::make_request("block", nullptr, json(id)), deadline::after(20s));
+    // At most two calls fit (one running, one waiting): the third at least is busy.
+    auto first = rpc::receive(fd.get(), rpc::max_reply, deadline::after(30s));
+    CHECK(error_code_of(first) == rpc::code::server_busy);
+    { std::ofstream(go) << "go"; }
+    int ok = 0, busy = 1;
+    for (int i = 0; i < 2; ++i) {
+        auto r = rpc::receive(fd.get(), rpc::max_reply, deadline::after(60s));
+        if (r.contains("result")) {
+            CHECK(r["result"] == "done");
+            ++ok;
+        } else {
+            CHECK(error_code_of(r) == rpc::code::server_busy);
+            ++busy;
+        }
+    }
+    CHECK(ok >= 1);
+    CHECK(ok + busy == 3);
+}
