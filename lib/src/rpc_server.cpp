@@ -218,6 +218,7 @@ struct server::impl {
     bool quit = false;
     std::vector<std::thread> threads;
     std::vector<std::shared_ptr<conn>> conns;
+    std::chrono::steady_clock::time_point accept_paused_until{};
 
     impl(listener li, server_options opts) : l(std::move(li)), o(std::move(opts)) {
         int p[2];
@@ -507,7 +508,15 @@ struct server::impl {
                        l.where().type == parse::endpoint::kind::unix_abstract;
         while (conns.size() < o.max_connections) {
             unique_fd fd(::accept4(l.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-            if (!fd) return;  // EAGAIN, or a connection that went away
+            if (!fd) {
+                // Out of descriptors or memory: the connection stays queued
+                // and the listener stays readable; look again in 100 ms
+                // rather than spin. (EAGAIN, or a connection that went away:
+                // nothing to do.)
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                    accept_paused_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+                return;
+            }
             if (!is_unix) {
                 int one = 1;
                 ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -573,10 +582,18 @@ struct server::impl {
             if ((signo = pending_interrupt()) != 0) break;
             fds.clear();
             fds.push_back({stop_r.get(), POLLIN, 0});
-            bool room = conns.size() < o.max_connections;
+            auto now = std::chrono::steady_clock::now();
+            bool paused = now < accept_paused_until;
+            bool room = conns.size() < o.max_connections && !paused;
             fds.push_back({room ? l.fd() : -1, POLLIN, 0});
             for (const auto& c : conns) fds.push_back({c->fd.get(), POLLIN, 0});
-            int r = ::ppoll(fds.data(), fds.size(), nullptr, &old);
+            timespec pause_left{};
+            if (paused) {
+                auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(accept_paused_until - now).count();
+                pause_left.tv_sec = ns / 1000000000;
+                pause_left.tv_nsec = ns % 1000000000;
+            }
+            int r = ::ppoll(fds.data(), fds.size(), paused ? &pause_left : nullptr, &old);
             if (r < 0) {
                 if (errno == EINTR) continue;
                 break;
