@@ -323,9 +323,7 @@ int do_recv(const options& o) {
     ro.group.new_only = o.new_only;
     ro.as = o.as;
     ro.ack = o.ack;
-    auto lease = parse::duration(o.lease);
-    if (!lease || lease->count() <= 0) throw usage_error(fmt::format("--lease '{}': must be finite and above 0", o.lease));
-    ro.lease = std::chrono::duration_cast<std::chrono::milliseconds>(*lease);
+    ro.lease = std::chrono::duration_cast<std::chrono::milliseconds>(parse::positive_duration(o.lease, "--lease"));
     if (ro.lease.count() == 0) ro.lease = std::chrono::milliseconds(1);
     ro.max_deliveries = o.max_deliveries;
     if (o.max_deliveries && !o.ack) throw usage_error("--max-deliveries needs --ack (without it nothing is delivered twice)");
@@ -495,12 +493,6 @@ int do_rm(const options& o) {
     return status;
 }
 
-std::chrono::nanoseconds interval_of(const options& o) {
-    auto d = parse::duration(o.interval);
-    if (!d || d->count() <= 0) throw usage_error(fmt::format("invalid interval '{}': must be finite and above 0", o.interval));
-    return *d;
-}
-
 std::unique_ptr<mbox::mailbox> try_open(const mbox::location& l) {
     try {
         return mbox::open(l);
@@ -512,7 +504,7 @@ std::unique_ptr<mbox::mailbox> try_open(const mbox::location& l) {
 
 int do_wait(const options& o) {
     auto l = one(o);
-    auto step = interval_of(o);
+    auto step = parse::positive_duration(o.interval, "interval");
     auto until = o.wait.deadline();
     std::unique_ptr<mbox::mailbox> box;
     for (;;) {
@@ -545,7 +537,7 @@ int do_wait(const options& o) {
 int do_watch(const options& o) {
     if (cli::format() == out::format::csv) throw usage_error("watch writes text or jsonl");
     auto l = one(o);
-    auto step = interval_of(o);
+    auto step = parse::positive_duration(o.interval, "interval");
     auto until = o.wait.deadline();
     std::optional<out::json> last;
     std::uint64_t seq = 0;
@@ -554,9 +546,7 @@ int do_watch(const options& o) {
         if (!box) box = try_open(l);
         out::json now = out::json::object();
         now["exists"] = box != nullptr;
-        std::uint64_t seen = 0;
         if (box) {
-            seen = box->change_count();
             auto s = box->stat();
             now["messages"] = s.msgs;
             now["bytes"] = s.bytes;
@@ -594,15 +584,7 @@ int do_watch(const options& o) {
             if (o.changes && seq >= o.changes) return 0;
         }
         if (until.expired()) return 0;
-        auto left = until.remaining();
-        deadline next = left && *left < step ? until : deadline::after(step);
-        if (box) {
-            // Wake at the change, but look no more often than --interval.
-            sleep_until(next, step);
-            (void)seen;
-        } else {
-            sleep_until(next, step);
-        }
+        sleep_until(until, step);
     }
 }
 

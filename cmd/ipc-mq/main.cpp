@@ -138,12 +138,6 @@ void warn_if_foreign(const target& t, const std::optional<mq::posix_queue>& pq, 
                               user_name(owner)));
 }
 
-std::chrono::nanoseconds interval_of(const options& o) {
-    auto d = parse::duration(o.interval);
-    if (!d || d->count() <= 0) throw usage_error(fmt::format("invalid interval '{}': must be finite and above 0", o.interval));
-    return *d;
-}
-
 int do_create(const options& o) {
     mode_t m = parse::mode(o.mode);
     if (!o.key.empty()) {
@@ -425,7 +419,7 @@ std::optional<out::record> look(const target& t) {
 
 int do_wait(const options& o) {
     auto t = select_one(o);
-    auto step = interval_of(o);
+    auto step = parse::positive_duration(o.interval, "interval");
     auto until = o.wait.deadline();
     for (;;) {
         if (auto r = look(t)) {
@@ -448,7 +442,7 @@ std::string text_or_dash(const out::json& v) { return v.is_null() ? "-" : v.dump
 int do_watch(const options& o) {
     if (cli::format() == out::format::csv) throw usage_error("watch writes text or jsonl");
     auto t = select_one(o);
-    auto step = interval_of(o);
+    auto step = parse::positive_duration(o.interval, "interval");
     auto until = o.wait.deadline();
     std::optional<out::json> last;
     std::uint64_t seq = 0;

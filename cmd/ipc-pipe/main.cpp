@@ -342,15 +342,9 @@ int do_relay(const options& o) {
 
 } // namespace
 
-std::chrono::nanoseconds interval_of(const options& o) {
-    auto d = parse::duration(o.interval);
-    if (!d || d->count() <= 0) throw usage_error(fmt::format("invalid interval '{}': must be finite and above 0", o.interval));
-    return *d;
-}
-
 int do_wait(options o) {
     if (!o.min_bytes.empty()) o.until.min_bytes = parse::size(o.min_bytes);
-    auto step = interval_of(o);
+    auto step = parse::positive_duration(o.interval, "interval");
     auto until = o.wait.deadline();
     for (;;) {
         // stat never opens the FIFO, so waiting disturbs nobody.
@@ -364,7 +358,7 @@ int do_wait(options o) {
 }
 
 int do_watch(const options& o) {
-    auto step = interval_of(o);
+    auto step = parse::positive_duration(o.interval, "interval");
     auto until = o.wait.deadline();
     std::optional<out::json> last;
     std::uint64_t changes = 0;

@@ -193,8 +193,7 @@ int do_describe(const options& o) {
 
 int do_wait(const options& o) {
     auto ep = endpoint_of(o.endpoint);
-    auto step = parse::duration(o.interval);
-    if (!step || step->count() <= 0) throw usage_error(fmt::format("invalid interval '{}': must be finite and above 0", o.interval));
+    auto step = parse::positive_duration(o.interval, "interval");
     auto until = o.wait.deadline();
     std::string last = "no answer";
     for (;;) {
@@ -225,7 +224,7 @@ int do_wait(const options& o) {
             last = e.what();
         }
         if (until.expired()) throw temp_failure(fmt::format("'{}' did not answer within the timeout ({})", ep.str(), last), ETIMEDOUT);
-        sleep_until(until, *step);
+        sleep_until(until, step);
         if (until.expired()) throw temp_failure(fmt::format("'{}' did not answer within the timeout ({})", ep.str(), last), ETIMEDOUT);
     }
 }

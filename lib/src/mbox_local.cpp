@@ -48,7 +48,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -698,7 +697,6 @@ private:
         while (out.n < opt.max_batch) {
             // 1. outstanding entries: messages held for this receiver, and expired leases
             int pick = -1;
-            bool redeliver = false;
             if (s.held + s.pending) {
                 for (int i = 0; i < max_outstanding; ++i) {
                     auto& e = s.out[i];
@@ -740,7 +738,6 @@ private:
                     ++out.n;
                     continue;
                 }
-                redeliver = true;
                 std::uint32_t d = e.deliveries + 1;
                 if (opt.max_deliveries && e.deliveries >= opt.max_deliveries) {
                     // Moved to the dead-letter mailbox outside the lock; until
@@ -763,7 +760,6 @@ private:
                 ++out.n;
                 continue;
             }
-            (void)redeliver;
 
             // 2. the group's cursor
             bool got = false;
@@ -1194,10 +1190,7 @@ bool create(const location& where, const create_options& opt) {
     h->magic = file_magic;
     if (opt.sync == sync_policy::always) ::msync(m, l.file_size, MS_SYNC);
     ::munmap(m, l.file_size);
-    std::string kv = "mailbox ipc-mbox";
-    ::fsetxattr(fd.get(), "user.ipc.kind", kv.data(), kv.size(), 0);
-    std::string c = fmt::format("{}:{}", ::getpid(), proc::start_time(::getpid()).value_or(0));
-    ::fsetxattr(fd.get(), "user.ipc.creator", c.data(), c.size(), 0);
+    shm::tag_fd(fd.get(), shm::kind::mailbox, "ipc-mbox");
     std::string proc_path = fmt::format("/proc/self/fd/{}", fd.get());
     if (::linkat(AT_FDCWD, proc_path.c_str(), dir.get(), body(where.name).c_str(), AT_SYMLINK_FOLLOW) < 0) {
         int e = errno;

@@ -76,6 +76,13 @@ std::uint64_t size(std::string_view text) {
     return value << shift;
 }
 
+std::chrono::nanoseconds positive_duration(std::string_view text, std::string_view what) {
+    auto d = duration(text);
+    if (!d || d->count() <= 0)
+        throw usage_error(fmt::format("invalid {} '{}': must be finite and above 0", what, text));
+    return *d;
+}
+
 std::optional<std::chrono::nanoseconds> duration(std::string_view text) {
     std::string t = lower(text);
     if (t == "inf" || t == "infinity" || t == "never") return std::nullopt;

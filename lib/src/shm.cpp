@@ -64,16 +64,16 @@ void tag_path(const std::string& path, kind k) {
     ::lsetxattr(path.c_str(), creator_attr, c.data(), c.size(), 0);
 }
 
-namespace {
-
-void tag(int fd, kind k) {
-    std::string kv = std::string(kind_name(k)) + " ipc-shm";
+void tag_fd(int fd, kind k, std::string_view tool) {
+    std::string kv = fmt::format("{} {}", kind_name(k), tool);
     // Tags are best effort: a file system without user xattrs still works,
     // the kind then comes from the magic number or the name.
     ::fsetxattr(fd, kind_attr, kv.data(), kv.size(), 0);
     auto c = creator_tag();
     ::fsetxattr(fd, creator_attr, c.data(), c.size(), 0);
 }
+
+namespace {
 
 kind kind_from_magic(int fd) {
     std::uint64_t m = 0;
@@ -244,7 +244,7 @@ bool create_object(const std::string& name, mode_t mode, bool exclusive, kind k,
     } cleanup{dir.get(), tmp};
     ::fchmod(fd.get(), mode & 0777);
     prepare(fd.get());
-    tag(fd.get(), k);
+    tag_fd(fd.get(), k);
     if (::linkat(dir.get(), tmp.c_str(), dir.get(), body(name).c_str(), 0) < 0) {
         int err = errno;
         if (err == EEXIST && !exclusive) return false;

@@ -21,6 +21,10 @@ std::uint64_t size(std::string_view text);
 /// forever: nullopt). A bare number is seconds.
 std::optional<std::chrono::nanoseconds> duration(std::string_view text);
 
+/// A duration that must be finite and above 0 (--interval, --lease); a usage
+/// error naming `what` otherwise ("invalid interval '0': ...").
+std::chrono::nanoseconds positive_duration(std::string_view text, std::string_view what);
+
 /// A POSIX object name, "NAME" or "/NAME", normalised to "/NAME". An empty
 /// name, ".", "..", a second '/' or more than NAME_MAX characters is refused.
 std::string posix_name(std::string_view text);

@@ -59,6 +59,8 @@ bool create_channel(const std::string& name, std::uint64_t capacity, std::uint64
 /// Tags the file at path with its kind and this process as its creator
 /// (best effort), for objects made by other means (sem_open).
 void tag_path(const std::string& path, kind k);
+/// The same for an open file made by `tool` (ipc-mbox tags its mailboxes so).
+void tag_fd(int fd, kind k, std::string_view tool = "ipc-shm");
 
 /// stat of a POSIX object (segment, channel, semaphore...).
 object_info stat(const std::string& name);
