@@ -117,12 +117,44 @@ std::variant<request, json> validate_request(const json& v) {
         r.params = *p;
     }
     for (auto it = v.begin(); it != v.end(); ++it)
-        if (it.key() != "jsonrpc" && it.key() != "method" && it.key() != "params" && it.key() != "id")
+        if (it.key() != "jsonrpc" && it.key() != "method" && it.key() != "params" && it.key() != "id" && it.key() != "ipc")
             return invalid(fmt::format("unknown member \"{}\"", it.key()));
+    if (auto x = v.find("ipc"); x != v.end()) {
+        if (!x->is_object()) return invalid("\"ipc\" must be an object");
+        for (auto it = x->begin(); it != x->end(); ++it) {
+            const auto& k = it.key();
+            const auto& e = it.value();
+            if (k == "client") {
+                if (!e.is_string() || e.get<std::string>().empty() || e.get<std::string>().size() > max_client_id)
+                    return invalid(fmt::format("\"ipc.client\" must be a string of 1 to {} bytes", max_client_id));
+            } else if (k == "durable") {
+                if (!e.is_boolean()) return invalid("\"ipc.durable\" must be true or false");
+            } else if (k == "lease_ms") {
+                if (!e.is_number_unsigned() || e.get<std::uint64_t>() == 0 || e.get<std::uint64_t>() > 86400000)
+                    return invalid("\"ipc.lease_ms\" must be an integer from 1 to 86400000");
+            } else return invalid(fmt::format("unknown member \"ipc.{}\"", k));
+        }
+        if (x->contains("durable") && (*x)["durable"] == true && !x->contains("client"))
+            return invalid("\"ipc.durable\" needs \"ipc.client\"");
+        if (x->contains("client") && idp != v.end() && dump(id).size() > max_record_id)
+            return invalid(fmt::format("an id recorded for a client must be at most {} bytes of JSON", max_record_id));
+    }
     if (!numbers_exact(v))
         return invalid("a number of magnitude 2^53 or more is not an exact 64-bit integer; send it as a string");
     if (idp != v.end()) r.id = id;
     return r;
+}
+
+extension extension_of(const json& v) {
+    extension x;
+    if (!v.is_object()) return x;
+    auto it = v.find("ipc");
+    if (it == v.end() || !it->is_object()) return x;
+    if (auto c = it->find("client"); c != it->end() && c->is_string()) x.client = c->get<std::string>();
+    if (auto d = it->find("durable"); d != it->end() && d->is_boolean()) x.durable = d->get<bool>();
+    if (auto l = it->find("lease_ms"); l != it->end() && l->is_number_unsigned())
+        x.lease = std::chrono::milliseconds(l->get<std::uint64_t>());
+    return x;
 }
 
 bool valid_response(const json& v) {
@@ -184,7 +216,7 @@ void addrinfo_free::operator()(struct ::addrinfo* a) const noexcept { ::freeaddr
 addrinfo_list resolve(const parse::endpoint& ep, bool passive) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_socktype = ep.type == parse::endpoint::kind::udp ? SOCK_DGRAM : SOCK_STREAM;
     if (passive) hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     addrinfo* res = nullptr;
     std::string port = std::to_string(ep.port);

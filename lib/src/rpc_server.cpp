@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT
-// The JSON-RPC server core: listening sockets, the accept loop, per-connection
-// line buffers, peer checks, and a pool of workers that run one command per
-// call with a time limit.
+// The JSON-RPC server core: listening sockets (stream and datagram), the
+// accept loop, per-connection framing in the encoding the client chose, peer
+// checks, the reply store (deduplication and exactly-once), leases and
+// disconnection (orphaned calls are cancelled), and a pool of workers that
+// run a handler or a command per call.
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <csignal>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -16,7 +19,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,6 +31,7 @@
 
 #include "ipc/error.hpp"
 #include "ipc/rpc.hpp"
+#include "rpc_store.hpp"
 
 namespace ipc::rpc {
 
@@ -57,7 +62,6 @@ bool someone_listens(const sockaddr_un& sa, socklen_t len) {
 
 listener::listener(const parse::endpoint& ep, mode_t mode) : bound_(ep) {
     using kind = parse::endpoint::kind;
-    if (ep.type == kind::udp) throw usage_error("udp endpoints are not supported yet: use unix: or tcp:");
     if (ep.type == kind::unix_path || ep.type == kind::unix_abstract) {
         fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
         if (!fd_) throw last_system_error("create", "socket", ep.str());
@@ -101,7 +105,7 @@ listener::listener(const parse::endpoint& ep, mode_t mode) : bound_(ep) {
                 continue;
             }
             int one = 1;
-            ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (ep.type == kind::tcp) ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
             if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
                 last = errno;
                 continue;
@@ -120,7 +124,7 @@ listener::listener(const parse::endpoint& ep, mode_t mode) : bound_(ep) {
             bound_.port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
                                                          : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
     }
-    if (::listen(fd_.get(), 128) != 0) throw last_system_error("listen on", "socket", ep.str());
+    if (ep.type != kind::udp && ::listen(fd_.get(), 128) != 0) throw last_system_error("listen on", "socket", ep.str());
 }
 
 listener::listener(listener&& other) noexcept
@@ -146,32 +150,70 @@ listener::~listener() {
 
 namespace {
 
-// One client connection. The main loop reads; workers write whole lines.
-struct conn {
+using clock = std::chrono::steady_clock;
+
+// What a call in flight shares with whoever may cancel it.
+struct call_state {
+    unique_fd efd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+    std::atomic<bool> cancelled{false};
+    std::atomic<clock::rep> renewed{clock::now().time_since_epoch().count()};
+    std::optional<std::chrono::milliseconds> lease;
+    bool to_completion = false;
+
+    void renew() { renewed = clock::now().time_since_epoch().count(); }
+    void cancel() {
+        if (cancelled.exchange(true)) return;
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto r = ::write(efd.get(), &one, sizeof one);
+    }
+    bool lease_expired(clock::time_point now) const {
+        return lease && now - clock::time_point(clock::duration(renewed.load())) > *lease;
+    }
+};
+
+// Where a call's reply goes: a stream connection or a datagram peer.
+struct link {
+    virtual ~link() = default;
+    virtual void send(const json& message) = 0;
+    virtual std::string_view transport() const = 0;
+    std::uint64_t number = 0;  // stream connections only
+    pid_t pid = 0;
+    uid_t uid = static_cast<uid_t>(-1);
+};
+
+// One client connection. The main loop reads; workers write whole messages.
+struct conn : link {
     unique_fd fd;
-    line_reader reader;
+    frame_reader reader;
+    bool tcp;
     bool discarding = false;  // refused or over the size limit: input is dropped
+    bool eof = false;         // the client sent all it will send
+    clock::time_point last_heard = clock::now();
     std::mutex wmu;
     bool broken = false;  // under wmu
+    std::mutex cmu;
+    std::vector<std::weak_ptr<call_state>> calls;  // under cmu: calls in flight
 
-    conn(unique_fd f, std::size_t max) : fd(std::move(f)), reader(max) {}
+    conn(unique_fd f, std::size_t max, bool is_tcp) : fd(std::move(f)), reader(max), tcp(is_tcp) {}
+
+    std::string_view transport() const override { return tcp ? "tcp" : "unix"; }
 
     // Writes one message; a peer that does not read for 10 s is dropped.
-    void write(const json& message) {
-        std::string line = dump(message) + "\n";
+    void send(const json& message) override {
+        std::string bytes = frame(message, reader.enc().value_or(encoding::json));
         std::lock_guard lock(wmu);
         if (broken) return;
-        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        auto until = clock::now() + std::chrono::seconds(10);
         std::size_t done = 0;
-        while (done < line.size()) {
-            ssize_t n = ::send(fd.get(), line.data() + done, line.size() - done, MSG_NOSIGNAL);
+        while (done < bytes.size()) {
+            ssize_t n = ::send(fd.get(), bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
             if (n > 0) {
                 done += static_cast<std::size_t>(n);
                 continue;
             }
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno == EAGAIN) {
-                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now());
                 pollfd p{fd.get(), POLLOUT, 0};
                 if (left.count() > 0 && ::poll(&p, 1, static_cast<int>(left.count())) >= 0 && (p.revents & POLLOUT))
                     continue;
@@ -181,6 +223,45 @@ struct conn {
             ::shutdown(fd.get(), SHUT_RDWR);
             return;
         }
+    }
+
+    void track(const std::shared_ptr<call_state>& st) {
+        std::lock_guard lock(cmu);
+        std::erase_if(calls, [](const auto& w) { return w.expired(); });
+        calls.push_back(st);
+    }
+    std::size_t in_flight() {
+        std::lock_guard lock(cmu);
+        std::erase_if(calls, [](const auto& w) { return w.expired(); });
+        return calls.size();
+    }
+    // The client is gone: its calls become orphans and are cancelled,
+    // except those of methods that run to completion.
+    void gone() {
+        std::lock_guard lock(cmu);
+        for (auto& w : calls)
+            if (auto st = w.lock(); st && !st->to_completion) st->cancel();
+    }
+};
+
+// A UDP client: replies go back to the address the request came from.
+struct datagram_peer : link {
+    int fd;
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    encoding enc = encoding::json;
+
+    explicit datagram_peer(int f) : fd(f) {}
+    std::string_view transport() const override { return "udp"; }
+    void send(const json& message) override {
+        std::string d = datagram(message, enc);
+        if (d.size() > 65507) {
+            json id = message.is_object() && message.contains("id") ? message["id"] : json();
+            d = datagram(error_response(id, code::output_too_large,
+                                        fmt::format("the reply is {} bytes: over the 65507 a UDP datagram holds", d.size())),
+                         enc);
+        }
+        ::sendto(fd, d.data(), d.size(), MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr), len);
     }
 };
 
@@ -192,10 +273,19 @@ struct batch {
 };
 
 struct job {
-    std::shared_ptr<conn> c;
+    std::shared_ptr<link> l;
     std::shared_ptr<batch> b;
     const method* m = nullptr;
     request req;
+    extension x;
+    std::shared_ptr<call_state> st;
+    bool keyed = false;  // recorded under (client, id)
+};
+
+// A recorded call in flight, and the other links that asked for it since.
+struct inflight {
+    std::shared_ptr<call_state> st;
+    std::vector<std::shared_ptr<link>> waiters;
 };
 
 std::string env_name(const std::string& key) {
@@ -206,21 +296,88 @@ std::string env_name(const std::string& key) {
 
 std::string arg_text(const json& v) { return v.is_string() ? v.get<std::string>() : dump(v); }
 
+std::string record_key(const std::string& client, const json& id) { return client + '\0' + dump(id); }
+
+// Checks params against an interface's typed list: an object with those
+// names, or an array in their order. Empty when they fit, else why not.
+std::string params_mismatch(const method& m, const json& params) {
+    if (!m.params.is_array()) return {};
+    const auto& spec = m.params;
+    auto optional = [](const json& p) { return p["type"].get<std::string>().ends_with('?'); };
+    if (params.is_null()) {
+        for (const auto& p : spec)
+            if (!optional(p)) return fmt::format("missing param '{}'", p["name"].get<std::string>());
+        return {};
+    }
+    if (params.is_array()) {
+        if (params.size() > spec.size()) return fmt::format("{} params given, {} expected", params.size(), spec.size());
+        for (std::size_t i = 0; i < spec.size(); ++i) {
+            std::string n = spec[i]["name"], t = spec[i]["type"];
+            if (i >= params.size()) {
+                if (!optional(spec[i])) return fmt::format("missing param '{}'", n);
+                continue;
+            }
+            if (!type_matches(params[i], t)) return fmt::format("param '{}' must be of type {}", n, t);
+        }
+        return {};
+    }
+    for (auto it = params.begin(); it != params.end(); ++it) {
+        bool known = false;
+        for (const auto& p : spec) known = known || p["name"] == it.key();
+        if (!known) return fmt::format("unknown param '{}'", it.key());
+    }
+    for (const auto& p : spec) {
+        std::string n = p["name"], t = p["type"];
+        auto it = params.find(n);
+        if (it == params.end()) {
+            if (!optional(p)) return fmt::format("missing param '{}'", n);
+            continue;
+        }
+        if (!type_matches(*it, t)) return fmt::format("param '{}' must be of type {}", n, t);
+    }
+    return {};
+}
+
 } // namespace
+
+struct server_access {
+    static call make(const request& q, const extension& x, std::shared_ptr<call_state> st, const link& l) {
+        call c;
+        c.req_ = &q;
+        c.client_ = x.client;
+        c.state_ = std::move(st);
+        c.pid_ = l.pid;
+        c.uid_ = l.uid;
+        c.transport_ = l.transport();
+        c.conn_ = l.number;
+        return c;
+    }
+};
+
+bool call::cancelled() const { return state_ && static_cast<call_state*>(state_.get())->cancelled.load(); }
+int call::cancel_fd() const { return state_ ? static_cast<call_state*>(state_.get())->efd.get() : -1; }
 
 struct server::impl {
     listener l;
     server_options o;
+    bool udp;
     unique_fd stop_r, stop_w;
+    detail::reply_store store;
     std::mutex qmu;
     std::condition_variable qcv;
     std::deque<job> queue;
     bool quit = false;
     std::vector<std::thread> threads;
     std::vector<std::shared_ptr<conn>> conns;
-    std::chrono::steady_clock::time_point accept_paused_until{};
+    std::uint64_t next_conn = 0;
+    clock::time_point accept_paused_until{};
+    std::mutex imu;
+    std::map<std::string, inflight> running;                 // under imu: recorded calls in flight
+    std::vector<std::weak_ptr<call_state>> leased;           // under imu: calls with a lease
 
-    impl(listener li, server_options opts) : l(std::move(li)), o(std::move(opts)) {
+    impl(listener li, server_options opts)
+        : l(std::move(li)), o(std::move(opts)), udp(l.where().type == parse::endpoint::kind::udp),
+          store(o.state_dir, o.reply_cache) {
         int p[2];
         if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) throw last_system_error("create", "pipe", "stop");
         stop_r.reset(p[0]);
@@ -235,23 +392,37 @@ struct server::impl {
 
     json describe() const {
         json methods = json::array();
-        for (const auto& m : o.methods)
-            methods.push_back({{"name", m.name},
-                               {"params", "an array (its elements are appended to the command's arguments) or an "
-                                          "object (as IPC_RPC_PARAM_<KEY> variables); all of it as JSON on stdin"},
-                               {"result", "the command's standard output: JSON when it parses, else a string"}});
-        methods.push_back({{"name", "rpc.describe"}, {"params", "none"}, {"result", "this description"}});
-        return {{"server", "ipc-rpc"}, {"protocol", "JSON-RPC 2.0"}, {"version", o.api_version}, {"methods", methods}};
+        for (const auto& m : o.methods) {
+            json d = {{"name", m.name}};
+            if (m.params.is_array()) d["params"] = m.params;
+            else if (!m.argv.empty())
+                d["params"] = "an array (its elements are appended to the command's arguments) or an object (as "
+                              "IPC_RPC_PARAM_<KEY> variables); all of it as JSON on stdin";
+            else d["params"] = "any";
+            if (m.result.is_string()) d["result"] = m.result;
+            else if (!m.argv.empty()) d["result"] = "the command's standard output: JSON when it parses, else a string";
+            else d["result"] = "any";
+            d["idempotent"] = m.idempotent;
+            d["run_to_completion"] = m.run_to_completion;
+            if (!m.doc.empty()) d["doc"] = m.doc;
+            methods.push_back(std::move(d));
+        }
+        methods.push_back({{"name", "rpc.describe"}, {"params", "none"}, {"result", "this description"}, {"idempotent", true}, {"run_to_completion", false}});
+        json d = {{"server", "ipc-rpc"}, {"protocol", "JSON-RPC 2.0"}, {"version", o.api_version}, {"methods", methods}};
+        if (!o.interface_name.empty()) d["interface"] = o.interface_name;
+        d["encodings"] = udp ? json::array({"json", "cbor", "msgpack"}) : json::array({"json", "cbor", "msgpack"});
+        d["durable"] = store.durable();
+        return d;
     }
 
-    void deliver(const std::shared_ptr<conn>& c, const std::shared_ptr<batch>& b, json response) {
+    void deliver(const std::shared_ptr<link>& c, const std::shared_ptr<batch>& b, json response) {
         if (b) {
             std::lock_guard lock(b->mu);
             if (!response.is_null()) b->responses.push_back(std::move(response));
-            if (--b->pending == 0 && !b->responses.empty()) c->write(b->responses);
+            if (--b->pending == 0 && !b->responses.empty()) c->send(b->responses);
             return;
         }
-        if (!response.is_null()) c->write(response);
+        if (!response.is_null()) c->send(response);
     }
 
     const method* find(const std::string& name) const {
@@ -260,34 +431,117 @@ struct server::impl {
         return nullptr;
     }
 
-    void dispatch(const std::shared_ptr<conn>& c, const std::shared_ptr<batch>& b, const json& v) {
+    // rpc.renew: over a stream any message renews the connection's calls;
+    // over UDP it names the calls ({"client", "ids"}).
+    void renew(const json& params) {
+        if (!params.is_object() || !params.contains("client") || !params["client"].is_string() || !params.contains("ids") ||
+            !params["ids"].is_array())
+            return;
+        std::lock_guard lock(imu);
+        for (const auto& id : params["ids"])
+            if (auto it = running.find(record_key(params["client"], id)); it != running.end()) it->second.st->renew();
+    }
+
+    void dispatch(const std::shared_ptr<link>& c, const std::shared_ptr<batch>& b, const json& v) {
         auto checked = validate_request(v);
         if (auto* err = std::get_if<json>(&checked)) return deliver(c, b, std::move(*err));
         auto& q = std::get<request>(checked);
+        auto reply = [&](json r) { deliver(c, b, q.notification() ? json() : std::move(r)); };
+        auto refuse = [&](int code, std::string msg, json data = nullptr) {
+            reply(error_response(q.id ? *q.id : json(), code, std::move(msg), std::move(data)));
+        };
         if (q.method == "rpc.describe") {
-            if (!q.params.is_null() && !q.params.empty())
-                return deliver(c, b, q.notification() ? json() : error_response(*q.id, code::invalid_params, "rpc.describe takes no params"));
-            return deliver(c, b, q.notification() ? json() : result_response(*q.id, describe()));
+            if (!q.params.is_null() && !q.params.empty()) return refuse(code::invalid_params, "rpc.describe takes no params");
+            return reply(result_response(*q.id, describe()));
+        }
+        if (q.method == "rpc.renew") {
+            renew(q.params);
+            return reply(q.id ? result_response(*q.id, nullptr) : json());
+        }
+        if (q.method == "rpc.replies") {
+            if (!q.params.is_object() || !q.params.contains("client") || !q.params["client"].is_string())
+                return refuse(code::invalid_params, "rpc.replies takes {\"client\": ID}");
+            return reply(q.id ? result_response(*q.id, store.of_client(q.params["client"])) : json());
         }
         const method* m = find(q.method);
-        if (!m)
-            return deliver(c, b, q.notification() ? json() : error_response(*q.id, code::method_not_found,
-                                                                             fmt::format("Method not found: '{}'", q.method)));
+        if (!m) return refuse(code::method_not_found, fmt::format("Method not found: '{}'", q.method));
+        if (auto why = params_mismatch(*m, q.params); !why.empty()) return refuse(code::invalid_params, "Invalid params: " + why);
+        // With an interface, positional params are named by it: a command
+        // always finds IPC_RPC_PARAM_<NAME> and an object on stdin.
+        if (m->params.is_array() && q.params.is_array()) {
+            json named = json::object();
+            for (std::size_t i = 0; i < q.params.size(); ++i) named[m->params[i]["name"].get<std::string>()] = q.params[i];
+            q.params = std::move(named);
+        }
+        auto x = extension_of(v);
+        if (x.durable && !store.durable())
+            return refuse(code::no_durable_store, "exactly-once needs a server that records replies durably (serve --state DIR)");
+        auto st = std::make_shared<call_state>();
+        st->lease = x.lease;
+        st->to_completion = m->run_to_completion;
+        bool keyed = !x.client.empty() && q.id.has_value();
+        if (keyed) {
+            std::unique_lock lock(imu);
+            auto k = record_key(x.client, *q.id);
+            if (auto it = running.find(k); it != running.end()) {
+                // A resend of a call still running: it renews the call's
+                // lease, and the reply goes here too.
+                it->second.st->renew();
+                if (!b && it->second.waiters.end() == std::find(it->second.waiters.begin(), it->second.waiters.end(), c))
+                    it->second.waiters.push_back(c);
+                if (b) deliver(c, b, json());
+                return;
+            }
+            detail::reply_store::found f;
+            try {
+                f = store.begin(x.client, *q.id, q.method, x.durable);
+            } catch (const detail::reply_store::full& e) {
+                lock.unlock();
+                return refuse(code::store_full, std::string("Server busy: ") + e.what());
+            } catch (const std::exception& e) {
+                lock.unlock();
+                return refuse(code::internal_error, std::string("cannot record the call: ") + e.what());
+            }
+            switch (f.st) {
+            case detail::reply_store::state::done:
+                lock.unlock();
+                if (f.reply.is_object()) f.reply["id"] = *q.id;
+                return reply(std::move(f.reply));
+            case detail::reply_store::state::unknown:
+            case detail::reply_store::state::running:
+                lock.unlock();
+                return refuse(code::outcome_unknown,
+                              "Outcome unknown: this call started before the server stopped and its reply was never "
+                              "recorded; it is not run again");
+            case detail::reply_store::state::fresh: break;
+            }
+            running[k] = inflight{st, {}};
+        }
+        // A notification has no caller waiting for it: nothing orphans it.
+        if (st->lease && q.id) {
+            std::lock_guard lock(imu);
+            std::erase_if(leased, [](const auto& w) { return w.expired(); });
+            leased.push_back(st);
+        }
+        if (auto* sc = dynamic_cast<conn*>(c.get()); sc && q.id) sc->track(st);
         {
             std::lock_guard lock(qmu);
             if (queue.size() < o.max_queued) {
-                queue.push_back(job{c, b, m, std::move(q)});
+                queue.push_back(job{c, b, m, std::move(q), std::move(x), std::move(st), keyed});
                 qcv.notify_one();
                 return;
             }
         }
-        deliver(c, b, q.notification() ? json() : error_response(*q.id, code::server_busy, fmt::format("Server busy: {} calls are waiting", o.max_queued)));
+        if (keyed) {
+            std::lock_guard lock(imu);
+            running.erase(record_key(x.client, *q.id));
+            store.abandon(x.client, *q.id);
+        }
+        refuse(code::server_busy, fmt::format("Server busy: {} calls are waiting", o.max_queued));
     }
 
-    void handle_line(const std::shared_ptr<conn>& c, const std::string& line) {
-        if (line.find_first_not_of(" \t\r") == std::string::npos) return;
-        auto v = parse_json(line);
-        if (!v) return deliver(c, nullptr, error_response(nullptr, code::parse_error, "Parse error: the request is not JSON"));
+    void handle_message(const std::shared_ptr<link>& c, const std::optional<json>& v) {
+        if (!v) return deliver(c, nullptr, error_response(nullptr, code::parse_error, "Parse error: the request is not valid JSON, CBOR or MessagePack"));
         if (v->is_array()) {
             if (v->empty()) return deliver(c, nullptr, error_response(nullptr, code::invalid_request, "an empty batch"));
             auto b = std::make_shared<batch>();
@@ -298,9 +552,15 @@ struct server::impl {
         dispatch(c, nullptr, *v);
     }
 
+    void handle_payload(const std::shared_ptr<conn>& c, const std::string& payload) {
+        auto enc = c->reader.enc().value_or(encoding::json);
+        if (enc == encoding::json && payload.find_first_not_of(" \t\r") == std::string::npos) return;
+        handle_message(c, decode_binary(payload, enc));
+    }
+
     // Runs one call's command: returns its response (for a notification too;
     // the caller drops it).
-    json execute(const method& m, const request& q) {
+    json execute(const method& m, const request& q, call_state& st) {
         json id = q.id ? *q.id : json();
         auto fail = [&](int c, std::string msg, json data = nullptr) { return error_response(id, c, std::move(msg), std::move(data)); };
         int in[2], out[2], err[2];
@@ -322,37 +582,49 @@ struct server::impl {
         env.push_back("IPC_RPC_PARAMS=" + dump(q.params));
         if (q.params.is_object())
             for (auto it = q.params.begin(); it != q.params.end(); ++it)
-                env.push_back(env_name(it.key()) + "=" + arg_text(it.value()));
+                if (!it.value().is_null()) env.push_back(env_name(it.key()) + "=" + arg_text(it.value()));
         std::vector<char*> argv, envp;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
         for (auto& e : env) envp.push_back(e.data());
         envp.push_back(nullptr);
 
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        ::posix_spawn_file_actions_init(&fa);
-        ::posix_spawn_file_actions_adddup2(&fa, in_r.get(), 0);
-        ::posix_spawn_file_actions_adddup2(&fa, out_w.get(), 1);
-        ::posix_spawn_file_actions_adddup2(&fa, err_w.get(), 2);
-        ::posix_spawnattr_init(&attr);
-        // Its own process group (so the time limit kills all of it), no
-        // blocked signals, and default dispositions for those the server changes.
-        ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        ::posix_spawnattr_setpgroup(&attr, 0);
-        sigset_t none, defaults;
-        sigemptyset(&none);
-        sigemptyset(&defaults);
-        for (int s : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) sigaddset(&defaults, s);
-        ::posix_spawnattr_setsigmask(&attr, &none);
-        ::posix_spawnattr_setsigdefault(&attr, &defaults);
-        pid_t pid = -1;
-        int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-        ::posix_spawn_file_actions_destroy(&fa);
-        ::posix_spawnattr_destroy(&attr);
-        if (rc != 0)
+        // fork and exec rather than posix_spawn, for what the child sets up
+        // itself: its own process group (so the time limit kills all of it),
+        // no blocked signals, default dispositions, and death with the server
+        // (PR_SET_PDEATHSIG), so that a server killed mid-call leaves no
+        // command running behind it. Only async-signal-safe calls after fork.
+        int ep[2];
+        if (::pipe2(ep, O_CLOEXEC) != 0) return fail(code::internal_error, "cannot create a pipe");
+        unique_fd exec_r(ep[0]), exec_w(ep[1]);
+        pid_t parent = ::getpid();
+        pid_t pid = ::fork();
+        if (pid < 0) return fail(code::internal_error, fmt::format("cannot start '{}': {}", m.argv[0], std::strerror(errno)));
+        if (pid == 0) {
+            ::setpgid(0, 0);
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != parent) ::_exit(127);
+            struct sigaction dfl{};
+            dfl.sa_handler = SIG_DFL;
+            for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) ::sigaction(sig, &dfl, nullptr);
+            sigset_t none;
+            sigemptyset(&none);
+            ::sigprocmask(SIG_SETMASK, &none, nullptr);
+            if (::dup2(in_r.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) ::_exit(127);
+            ::execvpe(argv[0], argv.data(), envp.data());
+            int e = errno;
+            [[maybe_unused]] auto w = ::write(exec_w.get(), &e, sizeof e);
+            ::_exit(127);
+        }
+        exec_w.reset();
+        int rc = 0;
+        if (::read(exec_r.get(), &rc, sizeof rc) == static_cast<ssize_t>(sizeof rc)) {
+            int ignored;
+            while (::waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {
+            }
             return fail(code::command_failed, fmt::format("cannot run '{}': {}", m.argv[0], std::strerror(rc)),
                         {{"exit_status", 127}, {"stderr", ""}});
+        }
         in_r.reset();
         out_w.reset();
         err_w.reset();
@@ -364,21 +636,23 @@ struct server::impl {
         std::size_t written = 0;
         constexpr std::size_t max_stderr = 64 * 1024;
         auto until = deadline::from(o.call_timeout);
-        enum class end { normal, timed_out, too_large, stopped } how = end::normal;
+        enum class end { normal, timed_out, too_large, stopped, cancelled } how = end::normal;
         char buf[65536];
+        auto interrupted_by = [&](const pollfd& stop, const pollfd& cancel) {
+            if (stop.revents) how = end::stopped;
+            else if (cancel.revents) how = end::cancelled;
+            return how != end::normal;
+        };
         while (out_r || err_r) {
-            pollfd p[4] = {{stop_r.get(), POLLIN, 0}, {out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0},
-                           {in_w.get(), POLLOUT, 0}};
+            pollfd p[5] = {{stop_r.get(), POLLIN, 0}, {st.efd.get(), POLLIN, 0}, {out_r.get(), POLLIN, 0},
+                           {err_r.get(), POLLIN, 0}, {in_w.get(), POLLOUT, 0}};
             auto left = until.remaining();
             int ms = left ? static_cast<int>(std::min<long long>(
                                 std::chrono::duration_cast<std::chrono::milliseconds>(*left).count() + 1, 1000))
                           : 1000;
-            int r = ::poll(p, in_w ? 4 : 3, ms);
+            int r = ::poll(p, in_w ? 5 : 4, ms);
             if (r < 0 && errno != EINTR) break;
-            if (p[0].revents) {
-                how = end::stopped;
-                break;
-            }
+            if (interrupted_by(p[0], p[1])) break;
             if (until.expired()) {
                 how = end::timed_out;
                 break;
@@ -394,10 +668,10 @@ struct server::impl {
                     fd.reset();
                 }
             };
-            drain(out_r, output, p[1].revents, o.max_output + 1);
-            drain(err_r, errors, p[2].revents, max_stderr);
+            drain(out_r, output, p[2].revents, o.max_output + 1);
+            drain(err_r, errors, p[3].revents, max_stderr);
             if (how == end::too_large) break;
-            if (in_w && p[3].revents) {
+            if (in_w && p[4].revents) {
                 ssize_t n = ::write(in_w.get(), input.data() + written, input.size() - written);
                 if (n > 0) written += static_cast<std::size_t>(n);
                 else if (n < 0 && errno != EAGAIN && errno != EINTR) in_w.reset();
@@ -414,11 +688,8 @@ struct server::impl {
                 pid_t w = ::waitpid(pid, &status, WNOHANG);
                 if (w == pid) break;
                 if (w < 0 && errno != EINTR) break;
-                pollfd sp{stop_r.get(), POLLIN, 0};
-                if (::poll(&sp, 1, 10) > 0) {
-                    how = end::stopped;
-                    break;
-                }
+                pollfd sp[2] = {{stop_r.get(), POLLIN, 0}, {st.efd.get(), POLLIN, 0}};
+                if (::poll(sp, 2, 10) > 0 && interrupted_by(sp[0], sp[1])) break;
                 if (until.expired()) {
                     how = end::timed_out;
                     break;
@@ -440,20 +711,39 @@ struct server::impl {
             return fail(code::output_too_large,
                         fmt::format("method '{}' wrote more than {} bytes and was killed", m.name, o.max_output),
                         {{"max_output_bytes", o.max_output}});
-        case end::stopped: return fail(code::internal_error, "the server is shutting down");
+        case end::stopped:
+            return fail(code::outcome_unknown, "Outcome unknown: the server stopped while the call ran; its command was killed");
+        case end::cancelled:
+            return fail(code::outcome_unknown,
+                        "Outcome unknown: the caller went away while the call ran; its command was killed");
         case end::normal: break;
         }
         if (WIFSIGNALED(status))
             return fail(code::command_failed, fmt::format("method '{}' was killed by signal {}", m.name, WTERMSIG(status)),
                         {{"signal", WTERMSIG(status)}, {"stderr", errors}});
-        int st = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
-        if (st != 0)
-            return fail(code::command_failed, fmt::format("method '{}' failed with exit status {}", m.name, st),
-                        {{"exit_status", st}, {"stderr", errors}});
+        int stc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+        if (stc != 0)
+            return fail(code::command_failed, fmt::format("method '{}' failed with exit status {}", m.name, stc),
+                        {{"exit_status", stc}, {"stderr", errors}});
         if (output.find_first_not_of(" \t\r\n") == std::string::npos) return result_response(id, nullptr);
         if (auto v = parse_json(output); v && numbers_exact(*v)) return result_response(id, std::move(*v));
         if (output.ends_with('\n')) output.pop_back();
         return result_response(id, output);
+    }
+
+    json run_handler(const job& j) {
+        json id = j.req.id ? *j.req.id : json();
+        auto c = server_access::make(j.req, j.x, j.st, *j.l);
+        try {
+            json result = j.m->fn(c);
+            if (!numbers_exact(result)) return error_response(id, code::internal_error, "the result holds a number that would be rounded");
+            return result_response(id, std::move(result));
+        } catch (const remote_error& e) {
+            json obj = e.object();
+            return json{{"jsonrpc", "2.0"}, {"error", obj}, {"id", id}};
+        } catch (const std::exception& e) {
+            return error_response(id, code::internal_error, e.what());
+        }
     }
 
     void worker() {
@@ -466,20 +756,42 @@ struct server::impl {
                 j = std::move(queue.front());
                 queue.pop_front();
             }
-            json r = execute(*j.m, j.req);
-            deliver(j.c, j.b, j.req.notification() ? json() : std::move(r));
+            json r = j.m->fn ? run_handler(j) : execute(*j.m, j.req, *j.st);
+            std::vector<std::shared_ptr<link>> waiters;
+            if (j.keyed) {
+                try {
+                    store.finish(j.x.client, *j.req.id, r);
+                } catch (const std::exception& e) {
+                    r = error_response(*j.req.id, code::outcome_unknown,
+                                       fmt::format("Outcome unknown: the call ran but its reply could not be recorded: {}", e.what()));
+                }
+                std::lock_guard lock(imu);
+                auto it = running.find(record_key(j.x.client, *j.req.id));
+                if (it != running.end()) {
+                    waiters = std::move(it->second.waiters);
+                    running.erase(it);
+                }
+            }
+            if (!j.req.notification())
+                for (const auto& w : waiters) w->send(r);
+            deliver(j.l, j.b, j.req.notification() ? json() : std::move(r));
         }
     }
 
     // A path socket's mode decides who may connect, unless --allow-uid or
     // --allow-gid is given; an abstract socket has no mode, so without them
     // it admits the server's own user only.
-    bool admitted(int fd, json& refusal) {
+    bool admitted(conn& c, json& refusal) {
         bool abstract = l.where().type == parse::endpoint::kind::unix_abstract;
-        if (o.allow_uids.empty() && o.allow_gids.empty() && !abstract) return true;
         ucred cr{};
         socklen_t len = sizeof cr;
-        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+        bool known = ::getsockopt(c.fd.get(), SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0;
+        if (known) {
+            c.pid = cr.pid;
+            c.uid = cr.uid;
+        }
+        if (o.allow_uids.empty() && o.allow_gids.empty() && !abstract) return true;
+        if (!known) {
             refusal = error_response(nullptr, code::not_allowed, "Not allowed: the peer's credentials are unknown");
             return false;
         }
@@ -498,7 +810,7 @@ struct server::impl {
     // side, and drops what it sends until it closes (closing with unread
     // input would reset the connection and lose the answer).
     void refuse(const std::shared_ptr<conn>& c, const json& why) {
-        c->write(why);
+        c->send(why);
         c->discarding = true;
         ::shutdown(c->fd.get(), SHUT_WR);
     }
@@ -514,48 +826,118 @@ struct server::impl {
                 // rather than spin. (EAGAIN, or a connection that went away:
                 // nothing to do.)
                 if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                    accept_paused_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+                    accept_paused_until = clock::now() + std::chrono::milliseconds(100);
                 return;
             }
             if (!is_unix) {
                 int one = 1;
                 ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             }
-            auto c = std::make_shared<conn>(std::move(fd), o.max_request);
+            auto c = std::make_shared<conn>(std::move(fd), o.max_request, !is_unix);
+            c->number = ++next_conn;
             json refusal;
-            if (is_unix && !admitted(c->fd.get(), refusal)) refuse(c, refusal);
+            if (is_unix && !admitted(*c, refusal)) refuse(c, refusal);
             conns.push_back(std::move(c));
         }
     }
 
     // Reads what c has; false when it is done (closed or failed).
-    bool read_from(const std::shared_ptr<conn>& c) {
+    bool read_from(const std::shared_ptr<conn>& c, short revents) {
+        if (c->eof) {
+            // Half-closed: kept only to see the client leave while its
+            // calls run (a Unix peer that closes says POLLHUP).
+            if (revents & (POLLHUP | POLLERR)) {
+                c->gone();
+                return false;
+            }
+            return c->in_flight() > 0;
+        }
         char buf[65536];
         ssize_t n = ::read(c->fd.get(), buf, sizeof buf);
-        if (n < 0) return errno == EAGAIN || errno == EINTR;
-        if (c->discarding) return n > 0;
-        if (n == 0) {
-            // A last request without its newline is still a request.
-            std::string rest = c->reader.rest();
-            if (rest.size() > o.max_request)
-                c->write(error_response(nullptr, code::request_too_large, fmt::format("Request over {} bytes", o.max_request)));
-            else handle_line(c, rest);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) return true;
+            c->gone();
             return false;
         }
+        c->last_heard = clock::now();
+        if (c->discarding) return n > 0;
+        if (n == 0) {
+            // Over TCP a close and a half-close look alike: either way the
+            // client sends no more, and its calls are orphans (a client that
+            // waits for replies keeps its side open). Over a Unix socket
+            // only POLLHUP says the peer closed.
+            if (c->tcp || (revents & POLLHUP)) c->gone();
+            // A last request without its newline is still a request; a
+            // half-sent binary frame is dropped.
+            std::string rest = c->reader.rest();
+            auto enc = c->reader.enc().value_or(encoding::json);
+            if (enc == encoding::json) {
+                if (rest.size() > o.max_request)
+                    c->send(error_response(nullptr, code::request_too_large, fmt::format("Request over {} bytes", o.max_request)));
+                else handle_payload(c, rest);
+            }
+            c->eof = true;
+            return !c->tcp && !(revents & POLLHUP) && c->in_flight() > 0;
+        }
         c->reader.feed(buf, static_cast<std::size_t>(n));
-        std::string line;
+        std::string payload;
         for (;;) {
-            auto st = c->reader.next(line);
-            if (st == line_reader::status::need_more) return true;
-            if (st == line_reader::status::too_long) {
+            auto st = c->reader.next(payload);
+            if (st == frame_reader::status::need_more) return true;
+            if (st == frame_reader::status::too_long) {
                 refuse(c, error_response(nullptr, code::request_too_large,
                                          fmt::format("Request over {} bytes", o.max_request),
                                          {{"max_request_bytes", o.max_request}}));
                 c->reader.rest();
                 return true;
             }
-            handle_line(c, line);
+            handle_payload(c, payload);
         }
+    }
+
+    void read_datagrams() {
+        std::vector<char> buf(65536);
+        for (int i = 0; i < 64; ++i) {
+            auto peer = std::make_shared<datagram_peer>(l.fd());
+            peer->len = sizeof peer->addr;
+            ssize_t n = ::recvfrom(l.fd(), buf.data(), buf.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&peer->addr), &peer->len);
+            if (n < 0) return;
+            if (static_cast<std::size_t>(n) > o.max_request) {
+                peer->send(error_response(nullptr, code::request_too_large, fmt::format("Request over {} bytes", o.max_request)));
+                continue;
+            }
+            auto v = from_datagram(std::string_view(buf.data(), static_cast<std::size_t>(n)), peer->enc);
+            handle_message(peer, v);
+        }
+    }
+
+    // Leases, idle connections: looked at every 100 ms.
+    void housekeeping(std::vector<std::shared_ptr<conn>>& list) {
+        auto now = clock::now();
+        // A stream connection's traffic renews its calls.
+        for (auto& c : list) {
+            std::lock_guard lock(c->cmu);
+            for (auto& w : c->calls)
+                if (auto st = w.lock(); st && st->lease && now - c->last_heard < *st->lease) st->renew();
+        }
+        {
+            std::lock_guard lock(imu);
+            std::erase_if(leased, [&](const std::weak_ptr<call_state>& w) {
+                auto st = w.lock();
+                if (!st) return true;
+                if (st->lease_expired(now) && !st->to_completion) {
+                    st->cancel();
+                    return true;
+                }
+                return false;
+            });
+        }
+        if (!o.idle_timeout) return;
+        std::erase_if(list, [&](const std::shared_ptr<conn>& c) {
+            if (now - c->last_heard < *o.idle_timeout || c->in_flight() > 0) return false;
+            if (o.on_disconnect) o.on_disconnect(c->number);
+            return true;
+        });
     }
 
     void run() {
@@ -578,22 +960,25 @@ struct server::impl {
         ::pthread_sigmask(SIG_SETMASK, &before_workers, nullptr);
         int signo = 0;
         std::vector<pollfd> fds;
+        auto next_chores = clock::now();
         for (;;) {
             if ((signo = pending_interrupt()) != 0) break;
+            auto now = clock::now();
+            if (now >= next_chores) {
+                housekeeping(conns);
+                next_chores = now + std::chrono::milliseconds(100);
+            }
             fds.clear();
             fds.push_back({stop_r.get(), POLLIN, 0});
-            auto now = std::chrono::steady_clock::now();
             bool paused = now < accept_paused_until;
-            bool room = conns.size() < o.max_connections && !paused;
+            bool room = udp || (conns.size() < o.max_connections && !paused);
             fds.push_back({room ? l.fd() : -1, POLLIN, 0});
-            for (const auto& c : conns) fds.push_back({c->fd.get(), POLLIN, 0});
-            timespec pause_left{};
-            if (paused) {
-                auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(accept_paused_until - now).count();
-                pause_left.tv_sec = ns / 1000000000;
-                pause_left.tv_nsec = ns % 1000000000;
-            }
-            int r = ::ppoll(fds.data(), fds.size(), paused ? &pause_left : nullptr, &old);
+            for (const auto& c : conns) fds.push_back({c->fd.get(), static_cast<short>(c->eof ? 0 : POLLIN), 0});
+            auto wake = next_chores;
+            if (paused) wake = std::min(wake, accept_paused_until);
+            auto ns = std::max<long long>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(wake - now).count());
+            timespec left{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+            int r = ::ppoll(fds.data(), fds.size(), &left, &old);
             if (r < 0) {
                 if (errno == EINTR) continue;
                 break;
@@ -601,10 +986,14 @@ struct server::impl {
             if (fds[0].revents) break;
             std::vector<std::shared_ptr<conn>> keep;
             for (std::size_t i = 0; i < conns.size(); ++i) {
-                if (fds[i + 2].revents == 0 || read_from(conns[i])) keep.push_back(std::move(conns[i]));
+                if (fds[i + 2].revents == 0 || read_from(conns[i], fds[i + 2].revents)) keep.push_back(std::move(conns[i]));
+                else if (o.on_disconnect) o.on_disconnect(conns[i]->number);
             }
             conns = std::move(keep);
-            if (fds[1].revents) accept_all();
+            if (fds[1].revents) {
+                if (udp) read_datagrams();
+                else accept_all();
+            }
         }
         shutdown();
         if (signo) throw interrupted(signo);

@@ -24,6 +24,13 @@ using rpc::json;
 
 namespace {
 
+rpc::method command(std::string name, std::vector<std::string> argv) {
+    rpc::method m;
+    m.name = std::move(name);
+    m.argv = std::move(argv);
+    return m;
+}
+
 int error_code_of(const json& response) { return response.at("error").at("code").get<int>(); }
 
 // A server on a Unix socket in a private directory, run by a thread, stopped
@@ -59,7 +66,7 @@ struct running_server {
 };
 
 rpc::method sh_method(const std::string& name, const std::string& script) {
-    return rpc::method{name, {"sh", "-c", script, name}};
+    return command(name, {"sh", "-c", script, name});
 }
 
 } // namespace
@@ -214,10 +221,10 @@ TEST_CASE("rpc: the server runs commands and answers calls", "[rpc][server]") {
     rpc::server_options o;
     o.methods.push_back(sh_method("add", "echo $(($1 + $2))"));
     o.methods.push_back(sh_method("env", "printf '%s|%s|%s' \"$IPC_RPC_METHOD\" \"$IPC_RPC_ID\" \"$IPC_RPC_PARAM_USER_NAME\""));
-    o.methods.push_back(rpc::method{"stdin", {"cat"}});
+    o.methods.push_back(command("stdin", {"cat"}));
     o.methods.push_back(sh_method("fail", "echo oops >&2; exit 4"));
     o.methods.push_back(sh_method("slow", "sleep 30"));
-    o.methods.push_back(rpc::method{"missing", {"/nonexistent/command"}});
+    o.methods.push_back(command("missing", {"/nonexistent/command"}));
     o.call_timeout = 5s;  // generous: only "slow" (sleep 30) may reach it
     o.api_version = "2.1";
     running_server s(std::move(o));
@@ -285,7 +292,7 @@ TEST_CASE("rpc: the server runs commands and answers calls", "[rpc][server]") {
 
 TEST_CASE("rpc: an oversize request is refused and the connection closed", "[rpc][server][limits]") {
     rpc::server_options o;
-    o.methods.push_back(rpc::method{"stdin", {"cat"}});
+    o.methods.push_back(command("stdin", {"cat"}));
     o.max_request = 1024;
     running_server s(std::move(o));
     auto fd = rpc::connect(s.ep, deadline::after(20s));
@@ -359,7 +366,7 @@ TEST_CASE("rpc: JSON nested too deep is malformed, and the server survives it", 
     CHECK_FALSE(rpc::parse_json(nested(rpc::max_depth + 1)));
 
     rpc::server_options o;
-    o.methods.push_back(rpc::method{"stdin", {"cat"}});
+    o.methods.push_back(command("stdin", {"cat"}));
     o.max_request = 4u << 20;
     running_server s(std::move(o));
     auto fd = rpc::connect(s.ep, deadline::after(20s));

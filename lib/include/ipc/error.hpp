@@ -23,6 +23,7 @@ enum class exit_code : int {
     temp_fail = 75,    ///< timed out, would block, full or empty: try again
     protocol = 76,     ///< a peer broke the protocol
     no_perm = 77,      ///< permission denied
+    unknown_outcome = 79, ///< a request went out and no answer will come: it may or may not have taken effect
     interrupted = 130, ///< SIGINT
 };
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -41,6 +42,14 @@ inline constexpr int request_too_large = -32002; ///< a request line over --max-
 inline constexpr int not_allowed = -32003;       ///< the peer's uid/gid is not admitted
 inline constexpr int output_too_large = -32004;  ///< the command wrote too much
 inline constexpr int server_busy = -32005;       ///< too many calls waiting for a worker
+/// A durable record says the call started before the server stopped and its
+/// reply was never recorded: it may or may not have taken effect, and it is
+/// not run again.
+inline constexpr int outcome_unknown = -32006;
+/// exactly-once was asked of a server that keeps no durable record (--state).
+inline constexpr int no_durable_store = -32007;
+/// The server's reply store is full of calls still running.
+inline constexpr int store_full = -32008;
 } // namespace code
 
 /// The standard message of a code ("Parse error", "Method not found"...).
@@ -86,6 +95,23 @@ struct request {
 /// would be rounded make the request invalid (-32600).
 std::variant<request, json> validate_request(const json& v);
 
+/// The toolkit's extension member of a request, "ipc": {"client": ID,
+/// "durable": true, "lease_ms": N}. A server that knows it deduplicates by
+/// (client, id), keeps the reply durably when asked, and cancels the call when
+/// the client neither renews nor stays connected for lease_ms. Other
+/// JSON-RPC servers never see it: the toolkit sends it only when asked for a
+/// delivery guarantee.
+struct extension {
+    std::string client;                         ///< empty: none
+    bool durable = false;                       ///< exactly-once: a durable record
+    std::optional<std::chrono::milliseconds> lease;
+};
+/// The extension of a validated request (a default one when it has none).
+extension extension_of(const json& request_object);
+/// Longest client id, and longest request id (as JSON text) that may be recorded.
+inline constexpr std::size_t max_client_id = 64;
+inline constexpr std::size_t max_record_id = 64;
+
 /// Checks a response object: jsonrpc "2.0", an id, exactly one of result and
 /// error, and an error object with an integer code and a string message.
 bool valid_response(const json& v);
@@ -106,6 +132,55 @@ public:
 private:
     std::size_t max_;
     std::string buf_;
+};
+
+// ---- encodings --------------------------------------------------------------
+
+/// How a stream connection carries messages. The first byte the client sends
+/// chooses: 0x01 CBOR, 0x02 MessagePack, anything else JSON text lines. A
+/// binary message is a frame: a 4-byte length in network byte order, then
+/// that many bytes of CBOR or MessagePack. The server answers in the same
+/// encoding (without the selector byte). Over UDP a datagram is one message:
+/// JSON text, or the selector byte and the binary payload (no length).
+enum class encoding { json, cbor, msgpack };
+inline constexpr unsigned char cbor_marker = 0x01;
+inline constexpr unsigned char msgpack_marker = 0x02;
+std::string_view name_of(encoding e) noexcept;
+/// "json", "cbor", "msgpack" (64 otherwise).
+encoding encoding_named(std::string_view name);
+/// One message as it goes on a stream: a JSON line with its newline, or a
+/// length-prefixed frame.
+std::string frame(const json& v, encoding e);
+/// A binary payload as a value; nullopt when malformed, nesting deeper than
+/// max_depth, or holding numbers that would be rounded.
+std::optional<json> decode_binary(std::string_view payload, encoding e);
+/// The payload of one datagram: JSON text, or the marker and binary payload.
+std::string datagram(const json& v, encoding e);
+/// Reads a datagram; also tells its encoding. nullopt when malformed.
+std::optional<json> from_datagram(std::string_view d, encoding& e);
+
+/// Splits a stream into messages: decides the encoding from the first byte,
+/// then yields JSON lines or binary frame payloads of at most max bytes.
+class frame_reader {
+public:
+    explicit frame_reader(std::size_t max) : max_(max), lines_(max) {}
+    void feed(const char* data, std::size_t n);
+    std::optional<encoding> enc() const { return enc_; }
+    /// Fixes the encoding instead of reading a selector byte (a client
+    /// reading replies).
+    void expect(encoding e) { enc_ = e; }
+    enum class status { message, need_more, too_long };
+    /// The next message's bytes (a JSON line, or a frame's payload).
+    status next(std::string& payload);
+    /// Bytes of an unfinished message (a half-sent frame or a last line
+    /// without its newline).
+    std::string rest();
+
+private:
+    std::size_t max_;
+    std::optional<encoding> enc_;
+    line_reader lines_;
+    std::string bin_;
 };
 
 // ---- client -----------------------------------------------------------------
@@ -134,13 +209,147 @@ json receive(int fd, std::size_t max, const deadline& until);
 /// Largest reply the client accepts.
 inline constexpr std::size_t max_reply = 64u << 20;
 
+/// How often a call may run when something fails between sending a request
+/// and reading its reply (see ipc-rpc(1), FAILURE SEMANTICS).
+enum class semantics {
+    at_most_once,   ///< never resent: a lost reply is "outcome unknown" (79)
+    at_least_once,  ///< resent until a reply: only for idempotent methods
+    exactly_once,   ///< resent; the server's durable record answers a resend
+};
+std::string_view name_of(semantics s) noexcept;
+semantics semantics_named(std::string_view name);  // 64 otherwise
+
+/// An error answer from the server: the JSON-RPC error object.
+class remote_error : public std::runtime_error {
+public:
+    explicit remote_error(json error_object);
+    int code() const noexcept { return code_; }
+    const json& object() const noexcept { return obj_; }
+
+private:
+    int code_;
+    json obj_;
+};
+
+struct client_options {
+    std::optional<std::chrono::nanoseconds> timeout = std::chrono::seconds(30);  ///< per attempt; nullopt: none
+    encoding enc = encoding::json;
+    semantics sem = semantics::at_most_once;
+    /// Attempts after the first. Connecting is retried under every semantics
+    /// (nothing was sent); resending a request only under at-least-once and
+    /// exactly-once.
+    unsigned retries = 0;
+    std::string client_id;  ///< exactly-once and UDP: generated when empty
+    /// Asks the server to cancel the call when this client is silent for
+    /// this long; the client renews at a third of it while it waits.
+    std::optional<std::chrono::milliseconds> lease;
+    std::size_t max_reply = rpc::max_reply;
+};
+
+/// A client of one endpoint (unix:, tcp: or udp:), keeping its connection
+/// between calls and opening a new one after a failure.
+class client {
+public:
+    explicit client(parse::endpoint ep, client_options o = {});
+    ~client();
+    client(client&&) noexcept;
+    client& operator=(client&&) noexcept;
+
+    /// Calls method and returns its result. An error answer is remote_error;
+    /// transport failures are ipc::error: 69 unreachable, 75 timed out,
+    /// 76 malformed reply, 79 outcome unknown.
+    json call(const std::string& method, const json& params = nullptr);
+    /// Sends a notification (no reply; at most once).
+    void notify(const std::string& method, const json& params = nullptr);
+    /// Sends one request object or batch array under the client's semantics
+    /// and returns the reply (nullopt when none is expected). The request's
+    /// id is kept; an "ipc" member is added when the semantics need one.
+    std::optional<json> exchange(json request, bool expect_reply);
+    /// rpc.describe's result.
+    json describe();
+    /// Checks that the server offers interface `name` at a version
+    /// compatible with `version` (same major number, and a minor number at
+    /// least this one's); 76 otherwise.
+    void check_interface(const std::string& name, const std::string& version);
+    const std::string& client_id() const;
+    /// The next request id this client would use.
+    std::int64_t next_id();
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+/// Whether a server's interface version `have` satisfies `want`: each
+/// dotted component of want matches have's, except the last, which have may
+/// exceed ("1.2" accepts 1.2, 1.2.7, 1.3, not 2.0 nor 1.1).
+bool version_satisfies(std::string_view have, std::string_view want);
+
 // ---- server -----------------------------------------------------------------
 
-/// A method the server offers: NAME=COMMAND.
+class call;
+/// A method implemented in C++: returns the result, or throws remote_error
+/// (an error answer) or any std::exception (-32603 with its message).
+using handler = std::function<json(call&)>;
+
+/// A method the server offers: a command run per call (argv), or a handler.
+/// The rest comes from an interface file and shows in rpc.describe.
 struct method {
     std::string name;
     std::vector<std::string> argv;
+    handler fn;
+    json params = nullptr;          ///< [{"name":..,"type":..}], null: anything
+    json result = nullptr;          ///< a type name, null: anything
+    std::string doc;
+    bool idempotent = false;
+    bool run_to_completion = false; ///< not cancelled when the caller is gone
 };
+
+/// One call being served, handed to a handler.
+class call {
+public:
+    const request& req() const { return *req_; }
+    /// The caller's client id (its "ipc" extension), empty when none.
+    const std::string& client_id() const { return client_; }
+    /// True once the caller is gone (and the method may be cancelled) or the
+    /// server is stopping; cancel_fd() becomes readable at the same moment.
+    bool cancelled() const;
+    int cancel_fd() const;
+    /// The peer's credentials on a Unix socket (pid 0 when unknown).
+    pid_t peer_pid() const { return pid_; }
+    uid_t peer_uid() const { return uid_; }
+    /// Where the caller is: "unix", "tcp" or "udp".
+    std::string_view transport() const { return transport_; }
+    /// An opaque number that identifies the caller's connection (stream
+    /// sockets) for as long as it is open; 0 over UDP.
+    std::uint64_t connection() const { return conn_; }
+
+private:
+    friend struct server_access;
+    const request* req_ = nullptr;
+    std::string client_;
+    std::shared_ptr<void> state_;
+    pid_t pid_ = 0;
+    uid_t uid_ = static_cast<uid_t>(-1);
+    std::string_view transport_;
+    std::uint64_t conn_ = 0;
+};
+
+/// Parses an interface file's JSON (see ipc-rpc(1), INTERFACE FILES): its
+/// name, version and methods (commands from "command", the rest metadata).
+/// 65 when malformed.
+struct interface {
+    std::string name;
+    std::string version = "0";
+    std::vector<method> methods;
+};
+interface parse_interface(const json& v);
+interface load_interface(const std::string& path);
+/// Whether v is a value of type t ("int", "uint", "float", "bool",
+/// "string", "json", "[T]", "{T}" for an object of T, "T?" for T or null).
+bool type_matches(const json& v, std::string_view t);
+/// Whether t is a well-formed type name.
+bool valid_type(std::string_view t);
 
 /// Splits a COMMAND into words as a shell would for quoting only ('single',
 /// "double", backslash), with no expansion: usage error on an open quote.
@@ -159,15 +368,24 @@ struct server_options {
     std::vector<uid_t> allow_uids;
     std::vector<gid_t> allow_gids;
     std::string api_version = "0";
+    std::string interface_name;    ///< rpc.describe's "interface"
     std::size_t max_output = 16u << 20;
     std::size_t max_queued = 4096;  ///< calls waiting for a worker; more are refused
+    /// Where replies are recorded durably (exactly-once); empty: none, and
+    /// the reply cache lives in memory only.
+    std::string state_dir;
+    std::size_t reply_cache = 4096;  ///< records kept (memory and disk)
+    /// A connection silent this long with no call in flight is closed.
+    std::optional<std::chrono::nanoseconds> idle_timeout = std::chrono::minutes(5);
+    /// Called when a stream connection closes (with call::connection()'s number).
+    std::function<void(std::uint64_t)> on_disconnect;
 };
 
 /// A listening socket; a Unix path socket is removed on destruction.
 class listener {
 public:
-    /// Binds and listens. A stale Unix socket (nobody accepting) is replaced;
-    /// a live one or another file is an error (73).
+    /// Binds and listens (udp: binds a datagram socket). A stale Unix socket
+    /// (nobody accepting) is replaced; a live one or another file is an error (73).
     listener(const parse::endpoint& ep, mode_t mode);
     listener(listener&& other) noexcept;
     listener& operator=(listener&& other) noexcept;
@@ -202,5 +420,89 @@ private:
     struct impl;
     std::unique_ptr<impl> impl_;
 };
+
+// ---- generated stubs ----------------------------------------------------------
+
+/// What the stubs `ipc-rpc gen` writes rely on: typed conversions between
+/// C++ values and JSON (std::optional for "T?" types).
+namespace stub {
+[[noreturn]] void throw_malformed_result(const char* method, const char* type);
+template <class T> struct is_optional : std::false_type {};
+template <class T> struct is_optional<std::optional<T>> : std::true_type {};
+
+template <class T> T value_of(const json& v) {
+    if constexpr (is_optional<T>::value) {
+        if (v.is_null()) return std::nullopt;
+        return value_of<typename T::value_type>(v);
+    } else return v.get<T>();
+}
+template <class T> json json_of(const T& v) {
+    if constexpr (is_optional<T>::value) return v ? json_of(*v) : json();
+    else return json(v);
+}
+/// Param `name` (or element `index` of positional params), typed; params
+/// were checked against the interface before the handler runs.
+template <class T> T param(const json& params, std::size_t index, const char* name) {
+    if (params.is_array()) return index < params.size() ? value_of<T>(params[index]) : value_of<T>(json());
+    if (params.is_object()) {
+        auto it = params.find(name);
+        return it == params.end() ? value_of<T>(json()) : value_of<T>(*it);
+    }
+    return value_of<T>(json());
+}
+/// A result of the given interface type, or 76 when the server sent another.
+template <class T> T result(const json& v, const char* type, const char* method) {
+    if (!type_matches(v, type))
+        throw_malformed_result(method, type);
+    return value_of<T>(v);
+}
+} // namespace stub
+
+// ---- binding ----------------------------------------------------------------
+
+/// The registry (the portmapper's role): a JSON-RPC server whose methods
+/// registry.register / registry.lookup / registry.list bind service names
+/// to endpoints. An entry lives as long as the connection that registered
+/// it: a server that dies drops its entries with its socket (a registrant
+/// over TCP whose host vanished goes after the registry's idle limit, 35 s).
+namespace registry {
+/// The well-known endpoint: $IPC_RPC_REGISTRY when set, else the abstract
+/// Unix socket unix:@ipc-rpc.registry.UID (one per user, no file to go stale).
+parse::endpoint default_endpoint();
+/// Serves the registry on l until SIGINT/SIGTERM.
+void serve(listener l, server_options base);
+
+/// Registers `name` at `version` for `endpoint` while the object lives; a
+/// thread keeps the registration (renewing it every 10 s, registering again
+/// when the registry restarts). Throws when the first registration fails.
+class registration {
+public:
+    registration(parse::endpoint registry, std::string name, std::string version, std::string endpoint);
+    ~registration();
+    registration(const registration&) = delete;
+    registration& operator=(const registration&) = delete;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+/// "NAME" or "NAME@VERSION" split (version empty when absent); 64 when NAME
+/// is not an identifier.
+std::pair<std::string, std::string> split_service(std::string_view text);
+/// Among entries [{"name","version","endpoint"}...], the one for name whose
+/// version satisfies want (version_satisfies; empty: any), highest first.
+std::optional<json> best_match(const json& entries, const std::string& name, const std::string& want);
+/// The configured services file: $IPC_RPC_SERVICES, else
+/// $XDG_CONFIG_HOME/ipc-rpc/services (~/.config/...). Lines: NAME[@VERSION] ENDPOINT.
+std::string default_services_file();
+/// Entries of a services file (empty when it does not exist; 65 when malformed).
+json read_services(const std::string& path);
+/// A target given to call/describe/wait: an endpoint (unix:, tcp:, udp:) as
+/// it is, or a service name looked up in the services file, then in the
+/// registry. 66 when no one offers it, 69 when the registry cannot be reached.
+parse::endpoint resolve(std::string_view target, const std::string& services_file, const parse::endpoint& registry,
+                        std::optional<std::chrono::nanoseconds> timeout);
+} // namespace registry
 
 } // namespace ipc::rpc
