@@ -198,7 +198,10 @@ int do_call(const options& o) {
         if (co.sem == rpc::semantics::at_least_once) check_idempotent(o, ep, names);
         auto reply = c.exchange(reqs, expect);
         if (!reply) return 0;
-        if (reply->is_object() && rpc::valid_response(*reply)) return answer(*reply);  // the batch itself was refused
+        // Only an error with a null id answers a batch with one object (the
+        // batch itself was refused); anything else is not JSON-RPC 2.0.
+        if (reply->is_object() && rpc::valid_response(*reply) && (*reply)["id"].is_null() && reply->contains("error"))
+            return answer(*reply);
         if (!reply->is_array()) throw malformed("expected an array of responses");
         int status = 0;
         for (const auto& r : *reply) {

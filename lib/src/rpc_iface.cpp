@@ -76,16 +76,16 @@ bool type_matches(const json& v, std::string_view t) {
 }
 
 bool version_satisfies(std::string_view have, std::string_view want) {
+    // "=1.2.0": exactly that version.
+    if (want.starts_with('=')) return have == want.substr(1);
     auto h = components(have), w = components(want);
     if (!h || !w) return have == want;
-    // The major number is equal; components between match; the last one
-    // given may be exceeded ("1.2" accepts 1.2, 1.2.7 and 1.3).
-    auto at = [&](std::size_t i) { return i < h->size() ? (*h)[i] : 0UL; };
-    if (at(0) != (*w)[0]) return false;
-    for (std::size_t i = 1; i < w->size(); ++i) {
-        if (i + 1 == w->size()) return at(i) >= (*w)[i];
-        if (at(i) != (*w)[i]) return false;
-    }
+    // Compatible as cargo's and npm's caret: the same major number, and not
+    // older than want, component by component (a missing one counts 0).
+    auto at = [](const std::vector<unsigned long>& v, std::size_t i) { return i < v.size() ? v[i] : 0UL; };
+    if (at(*h, 0) != at(*w, 0)) return false;
+    for (std::size_t i = 1; i < std::max(h->size(), w->size()); ++i)
+        if (at(*h, i) != at(*w, i)) return at(*h, i) > at(*w, i);
     return true;
 }
 

@@ -72,7 +72,8 @@ std::pair<std::string, std::string> split_service(std::string_view text) {
     auto at = text.find('@');
     std::string name(text.substr(0, at)), version(at == std::string_view::npos ? "" : text.substr(at + 1));
     if (!identifier(name)) throw usage_error(fmt::format("invalid service name '{}': letters, digits, '_', '-' and '.' only", name));
-    if (at != std::string_view::npos && version.empty()) throw usage_error(fmt::format("'{}': empty version after '@'", text));
+    if (at != std::string_view::npos && (version.empty() || version == "="))
+        throw usage_error(fmt::format("'{}': empty version after '@'", text));
     return {name, version};
 }
 

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "process.hpp"
+#include "rpc_support.hpp"
 
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -26,48 +27,7 @@ using testing::temp_dir;
 
 namespace {
 
-const std::string bin = IPC_RPC_BIN;
-
-outcome rpc(std::vector<std::string> args, std::optional<std::string> in = std::nullopt,
-            std::chrono::milliseconds limit = 30s) {
-    args.insert(args.begin(), bin);
-    return testing::run(std::move(args), std::move(in), limit);
-}
-
-json parse(const std::string& text) {
-    auto v = json::parse(text, nullptr, false);
-    INFO("not JSON: " << text);
-    REQUIRE_FALSE(v.is_discarded());
-    return v;
-}
-
-std::string nobody() { return "setpriv --reuid=65534 --regid=65534 --clear-groups "; }
-
-// A server in the background; stopped with SIGTERM (its commands with it) and
-// reaped when the test ends, also when it fails. It prints its endpoint when
-// it accepts calls.
-struct server {
-    child proc;
-    std::string endpoint;
-
-    explicit server(std::vector<std::string> args) : proc(with_bin(std::move(args))) {
-        bool up = testing::eventually([&] { return proc.read_stdout(0, 0ms).find('\n') != std::string::npos; }, 30s);
-        auto out = proc.read_stdout(0, 0ms);
-        if (!up) {
-            auto o = proc.wait(5s);
-            FAIL("the server did not start: status " << o.status << ": " << o.err);
-        }
-        endpoint = out.substr(0, out.find('\n'));
-    }
-    ~server() {
-        proc.kill(SIGTERM);
-        proc.wait(20s);
-    }
-    static std::vector<std::string> with_bin(std::vector<std::string> args) {
-        args.insert(args.begin(), bin);
-        return args;
-    }
-};
+using namespace rpc_test;
 
 // The methods most tests use.
 std::vector<std::string> methods() {

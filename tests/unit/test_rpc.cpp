@@ -3,11 +3,13 @@
 // sockets with real commands.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <thread>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -413,4 +415,146 @@ TEST_CASE("rpc: calls beyond the queue's bound are answered busy", "[rpc][server
     }
     CHECK(ok >= 1);
     CHECK(ok + busy == 3);
+}
+
+TEST_CASE("rpc: versions match as a caret, or exactly with '='", "[rpc][version]") {
+    CHECK(rpc::version_satisfies("1.2.0", "1"));
+    CHECK(rpc::version_satisfies("1.9.3", "1.2"));
+    CHECK(rpc::version_satisfies("1.2.0", "1.2.0"));
+    CHECK(rpc::version_satisfies("1.2.7", "1.2"));
+    CHECK(rpc::version_satisfies("1.10", "1.9"));
+    CHECK_FALSE(rpc::version_satisfies("1.1.9", "1.2"));
+    CHECK_FALSE(rpc::version_satisfies("2.0", "1.2"));
+    CHECK_FALSE(rpc::version_satisfies("0.9", "1"));
+    CHECK(rpc::version_satisfies("1.2.0", "=1.2.0"));
+    CHECK_FALSE(rpc::version_satisfies("1.2.1", "=1.2.0"));
+    CHECK(rpc::version_satisfies("beta", "beta"));
+    CHECK_FALSE(rpc::version_satisfies("beta", "1"));
+}
+
+TEST_CASE("rpc: interface types accept exactly their values", "[rpc][types]") {
+    using rpc::json;
+    CHECK(rpc::type_matches(json(-3), "int"));
+    CHECK_FALSE(rpc::type_matches(json(18446744073709551615ULL), "int"));
+    CHECK(rpc::type_matches(json(18446744073709551615ULL), "uint"));
+    CHECK_FALSE(rpc::type_matches(json(-1), "uint"));
+    CHECK(rpc::type_matches(json(1.5), "float"));
+    CHECK(rpc::type_matches(json(2), "float"));
+    CHECK_FALSE(rpc::type_matches(json("2"), "float"));
+    CHECK(rpc::type_matches(json::parse("[1,2]"), "[int]"));
+    CHECK_FALSE(rpc::type_matches(json::parse("[1,\"a\"]"), "[int]"));
+    CHECK(rpc::type_matches(json::parse(R"({"a":[true]})"), "{[bool]}"));
+    CHECK(rpc::type_matches(json(), "string?"));
+    CHECK_FALSE(rpc::type_matches(json(), "string"));
+    CHECK(rpc::type_matches(json::parse(R"({"x":null})"), "json"));
+    CHECK(rpc::valid_type("[{int}]?"));
+    CHECK_FALSE(rpc::valid_type("[int?]"));
+    CHECK_FALSE(rpc::valid_type("integer"));
+    CHECK_FALSE(rpc::valid_type("[int"));
+}
+
+TEST_CASE("rpc: frames in every encoding survive being cut anywhere", "[rpc][encoding]") {
+    using rpc::json;
+    json v = {{"jsonrpc", "2.0"}, {"id", 18446744073709551615ULL}, {"method", "m"}, {"params", {1, -2, "x", nullptr}}};
+    for (auto enc : {rpc::encoding::json, rpc::encoding::cbor, rpc::encoding::msgpack}) {
+        INFO(rpc::name_of(enc));
+        std::string wire;
+        if (enc == rpc::encoding::cbor) wire += static_cast<char>(rpc::cbor_marker);
+        if (enc == rpc::encoding::msgpack) wire += static_cast<char>(rpc::msgpack_marker);
+        wire += rpc::frame(v, enc) + rpc::frame(v, enc);
+        for (std::size_t cut = 1; cut < wire.size(); ++cut) {
+            rpc::frame_reader r(1 << 20);
+            std::vector<json> got;
+            std::string payload;
+            auto drain = [&] {
+                while (r.next(payload) == rpc::frame_reader::status::message) got.push_back(*rpc::decode_binary(payload, *r.enc()));
+            };
+            r.feed(wire.data(), cut);
+            drain();
+            r.feed(wire.data() + cut, wire.size() - cut);
+            drain();
+            REQUIRE(got.size() == 2);
+            CHECK(got[0] == v);
+            CHECK(r.enc() == enc);
+        }
+        rpc::encoding seen;
+        CHECK(rpc::from_datagram(rpc::datagram(v, enc), seen) == v);
+        CHECK(seen == enc);
+    }
+    // Nesting past the limit and floats that would round are refused.
+    std::string deep;
+    for (int i = 0; i < 300; ++i) deep += '\x81';  // CBOR arrays of one
+    deep += '\x01';
+    CHECK_FALSE(rpc::decode_binary(deep, rpc::encoding::cbor));
+    CHECK_FALSE(rpc::decode_binary(std::string(json::to_cbor(json(1e300)).begin(), json::to_cbor(json(1e300)).end()), rpc::encoding::cbor));
+    CHECK_FALSE(rpc::decode_binary("\xff\xff", rpc::encoding::msgpack));
+    // A frame longer than the limit is too_long before its bytes arrive.
+    rpc::frame_reader r(16);
+    r.expect(rpc::encoding::cbor);
+    std::string big = rpc::frame(json(std::string(100, 'x')), rpc::encoding::cbor);
+    r.feed(big.data(), 4);
+    std::string p;
+    CHECK(r.next(p) == rpc::frame_reader::status::too_long);
+}
+
+TEST_CASE("rpc: a C++ handler server and the client class, with cancellation when the caller goes", "[rpc][client][handler]") {
+    using rpc::json;
+    testing::temp_dir dir;
+    std::atomic<bool> saw_cancel{false};
+    rpc::server_options o;
+    rpc::method echo;
+    echo.name = "echo";
+    echo.fn = [](rpc::call& c) -> json { return c.req().params; };
+    rpc::method fail;
+    fail.name = "fail";
+    fail.fn = [](rpc::call&) -> json { throw rpc::remote_error(rpc::error_object(-32099, "nope", {{"why", 1}})); };
+    rpc::method wait;
+    wait.name = "wait";
+    wait.fn = [&](rpc::call& c) -> json {
+        pollfd p{c.cancel_fd(), POLLIN, 0};
+        ::poll(&p, 1, 20000);
+        saw_cancel = c.cancelled();
+        return nullptr;
+    };
+    o.methods = {echo, fail, wait};
+    auto ep = ipc::parse::socket_endpoint("unix:" + dir / "h.sock");
+    rpc::server s(rpc::listener(ep, 0600), o);
+    std::thread t([&] { s.run(); });
+    struct stopper {
+        rpc::server& s;
+        std::thread& t;
+        ~stopper() {
+            s.stop();
+            t.join();
+        }
+    } stop{s, t};
+
+    for (auto enc : {rpc::encoding::json, rpc::encoding::cbor, rpc::encoding::msgpack}) {
+        rpc::client_options co;
+        co.enc = enc;
+        co.timeout = std::chrono::seconds(20);
+        rpc::client c(ep, co);
+        CHECK(c.call("echo", json{{"n", 18446744073709551615ULL}})["n"] == 18446744073709551615ULL);
+        CHECK(c.call("echo", json::array({1, 2})) == json::array({1, 2}));  // the connection is kept
+        try {
+            c.call("fail");
+            FAIL("no error");
+        } catch (const rpc::remote_error& e) {
+            CHECK(e.code() == -32099);
+            CHECK(e.object()["data"]["why"] == 1);
+        }
+        CHECK_THROWS_AS(c.call("absent"), rpc::remote_error);
+    }
+    {
+        rpc::client_options co;
+        co.timeout = std::chrono::milliseconds(300);
+        rpc::client c(ep, co);
+        try {
+            c.call("wait");
+            FAIL("no timeout");
+        } catch (const ipc::error& e) {
+            CHECK(e.code() == ipc::exit_code::temp_fail);
+        }
+    }  // the client dropped its connection after the timeout: the call is cancelled
+    CHECK(testing::eventually([&] { return saw_cancel.load(); }, std::chrono::seconds(10)));
 }

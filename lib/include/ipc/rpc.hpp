@@ -268,8 +268,7 @@ public:
     /// rpc.describe's result.
     json describe();
     /// Checks that the server offers interface `name` at a version
-    /// compatible with `version` (same major number, and a minor number at
-    /// least this one's); 76 otherwise.
+    /// compatible with `version` (version_satisfies); 76 otherwise.
     void check_interface(const std::string& name, const std::string& version);
     const std::string& client_id() const;
     /// The next request id this client would use.
@@ -280,9 +279,9 @@ private:
     std::unique_ptr<impl> impl_;
 };
 
-/// Whether a server's interface version `have` satisfies `want`: each
-/// dotted component of want matches have's, except the last, which have may
-/// exceed ("1.2" accepts 1.2, 1.2.7, 1.3, not 2.0 nor 1.1).
+/// Whether a server's interface version `have` satisfies `want`: the same
+/// major number and not older, component by component ("1.2" accepts 1.2,
+/// 1.2.7 and 1.3, not 2.0 nor 1.1); "=1.2.0" asks for exactly that version.
 bool version_satisfies(std::string_view have, std::string_view want);
 
 // ---- server -----------------------------------------------------------------
