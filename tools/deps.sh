@@ -1,12 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Installs the Debian packages the build and the tests need, only those that
-# are missing. Runs `apt-get update` once, before the first install.
+# are missing. Runs `apt-get update` once, before the first install. A package
+# that an installed one provides counts as installed (a nodejs that bundles
+# npm provides npm, and conflicts with Debian's).
 # Usage: tools/deps.sh [build|test|man|bench]...
 set -eu
 
 build="cmake g++ make pkg-config libcli11-dev libfmt-dev catch2 nlohmann-json3-dev libhiredis-dev"
-test="zsh fish python3 python3-sysv-ipc util-linux procps gnuplot-nox libzmq3-dev libnng-dev redis-server redis-tools"
+test="zsh fish python3 python3-sysv-ipc util-linux procps gnuplot-nox libzmq3-dev libnng-dev redis-server redis-tools nodejs npm"
 man="ronn"
 bench="bc util-linux"
 
@@ -23,9 +25,13 @@ for set in "${@:-build test}"; do
     done
 done
 
+# The names that installed packages provide, one a line.
+provided=$(dpkg-query -W -f='${db:Status-Abbrev}|${Provides}\n' 2>/dev/null |
+    sed -n 's/^ii *|//p' | tr ',' '\n' | sed 's/([^)]*)//; s/:any//; s/^ *//; s/ *$//' | sort -u)
 missing=""
 for p in $want; do
-    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' &&
+       ! printf '%s\n' "$provided" | grep -qx -- "$p"; then
         missing="$missing $p"
     fi
 done
