@@ -3,12 +3,16 @@
 // TCP sockets. Parses, calls lib/, emits.
 #include <algorithm>
 #include <fstream>
+#include <sstream>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
 
 #include <grp.h>
 #include <pwd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -55,6 +59,8 @@ struct options {
     std::string id;
     std::string encoding = "json";
     std::string lease;
+    bool by_value = false;
+    std::vector<std::string> callbacks;
     // gen
     std::string lang = "cpp";
     std::string output;
@@ -93,9 +99,44 @@ json user_json(std::string_view text, std::string_view what) {
     return *v;
 }
 
+// Params given as KEY=@FILE: passed by reference (a shared-memory segment)
+// to a server on a Unix socket, else inline as the file's text.
+struct file_params {
+    bool by_reference = false;
+    std::vector<rpc::outgoing_ref> refs;
+    std::vector<std::pair<std::string, std::size_t>> inout;  // FILE, index in refs
+};
+
+json file_value(const std::string& spec, file_params& fp) {
+    std::string path = spec;
+    bool inout = false;
+    if (path.ends_with(":inout")) {
+        inout = true;
+        path.resize(path.size() - 6);
+    } else if (path.ends_with(":in")) path.resize(path.size() - 3);
+    if (path.empty()) throw usage_error(fmt::format("'@{}': no file name", spec));
+    if (fp.by_reference) {
+        fp.refs.push_back(rpc::outgoing_ref::from_file(path, inout));
+        if (inout) fp.inout.emplace_back(path, fp.refs.size() - 1);
+        return fp.refs.back().value();
+    }
+    if (inout) throw usage_error(fmt::format("'@{}': :inout needs a server on a Unix socket (by reference)", spec));
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw system_error(errno, "open", "", path);
+    std::ostringstream all;
+    all << in.rdbuf();
+    std::string text = std::move(all).str();
+    try {
+        (void)json(text).dump();  // strict: valid UTF-8 only
+    } catch (const json::exception&) {
+        throw data_error(fmt::format("'{}' is not UTF-8 text: pass it by reference, to a server on a Unix socket", path));
+    }
+    return text;
+}
+
 // PARAMS: nothing, one JSON object or array, '-' (JSON on stdin), or
-// key=value and key:=json pairs.
-json params_of(const std::vector<std::string>& args) {
+// key=value, key=@FILE and key:=json pairs.
+json params_of(const std::vector<std::string>& args, file_params& fp) {
     if (args.empty()) return nullptr;
     if (args.size() == 1 && (args[0] == "-" || args[0].starts_with("{") || args[0].starts_with("["))) {
         json v = args[0] == "-" ? user_json(read_stdin(), "the params on stdin") : user_json(args[0], "PARAMS");
@@ -106,10 +147,11 @@ json params_of(const std::vector<std::string>& args) {
     for (const auto& a : args) {
         auto eq = a.find('=');
         if (eq == std::string::npos || eq == 0 || (eq == 1 && a[0] == ':'))
-            throw usage_error(fmt::format("invalid parameter '{}': expected KEY=VALUE, KEY:=JSON, or one JSON "
+            throw usage_error(fmt::format("invalid parameter '{}': expected KEY=VALUE, KEY=@FILE, KEY:=JSON, or one JSON "
                                           "object or array",
                                           a));
         if (a[eq - 1] == ':') obj[a.substr(0, eq - 1)] = user_json(a.substr(eq + 1), fmt::format("the value of '{}'", a.substr(0, eq - 1)));
+        else if (a.compare(eq + 1, 1, "@") == 0) obj[a.substr(0, eq)] = file_value(a.substr(eq + 2), fp);
         else obj[a.substr(0, eq)] = a.substr(eq + 1);
     }
     return obj;
@@ -130,6 +172,72 @@ int answer(const json& reply) {
 
 error malformed(const std::string& why) { return error(exit_code::protocol, "malformed reply: " + why); }
 
+// A callback's command, run as the server runs a method's: params as extra
+// arguments (array) or IPC_RPC_PARAM_<KEY> variables (object), all of them as
+// JSON on stdin; its output is the result, a failure an error answer.
+json run_callback(const std::vector<std::string>& command, const std::string& name, const json& params) {
+    auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : rpc::dump(v); };
+    std::vector<std::string> args = command, env;
+    if (params.is_array())
+        for (const auto& e : params) args.push_back(text(e));
+    for (char** e = environ; *e; ++e)
+        if (!std::string_view(*e).starts_with("IPC_RPC_")) env.emplace_back(*e);
+    env.push_back("IPC_RPC_METHOD=" + name);
+    env.push_back("IPC_RPC_PARAMS=" + rpc::dump(params));
+    if (params.is_object())
+        for (auto it = params.begin(); it != params.end(); ++it)
+            if (!it.value().is_null()) {
+                std::string k = "IPC_RPC_PARAM_";
+                for (unsigned char c : it.key()) k += std::isalnum(c) ? static_cast<char>(std::toupper(c)) : '_';
+                env.push_back(k + "=" + text(it.value()));
+            }
+    unique_fd in(::memfd_create("ipc-rpc-callback-in", MFD_CLOEXEC)), err(::memfd_create("ipc-rpc-callback-err", MFD_CLOEXEC));
+    if (!in || !err) throw system_error(errno, "create", "memory file", "callback");
+    std::string input = rpc::dump(params) + "\n";
+    if (::write(in.get(), input.data(), input.size()) != static_cast<ssize_t>(input.size()) || ::lseek(in.get(), 0, SEEK_SET) != 0)
+        throw system_error(errno, "write", "memory file", "callback");
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw system_error(errno, "create", "pipe", "callback");
+    unique_fd out_r(p[0]), out_w(p[1]);
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    pid_t pid = ::fork();
+    if (pid < 0) throw system_error(errno, "start", "callback", name);
+    if (pid == 0) {
+        if (::dup2(in.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err.get(), 2) < 0) ::_exit(127);
+        ::execvpe(argv[0], argv.data(), envp.data());
+        ::_exit(127);
+    }
+    out_w.reset();
+    std::string output;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(out_r.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        output.append(buf, static_cast<std::size_t>(n));
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        std::string errors(65536, '\0');
+        ssize_t n = ::pread(err.get(), errors.data(), errors.size(), 0);
+        errors.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+        int st = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        throw rpc::remote_error(rpc::error_object(rpc::code::command_failed,
+                                                  fmt::format("callback '{}' failed with exit status {}", name, st),
+                                                  {{"exit_status", st}, {"stderr", errors}}));
+    }
+    if (output.find_first_not_of(" \t\r\n") == std::string::npos) return nullptr;
+    if (auto v = rpc::parse_json(output); v && rpc::numbers_exact(*v)) return *v;
+    if (output.ends_with('\n')) output.pop_back();
+    return output;
+}
+
 rpc::client_options client_options_of(const options& o) {
     rpc::client_options co;
     co.timeout = o.wait.value();
@@ -139,6 +247,15 @@ rpc::client_options client_options_of(const options& o) {
     co.client_id = o.client_id;
     if (!o.lease.empty()) co.lease = std::chrono::duration_cast<std::chrono::milliseconds>(parse::positive_duration(o.lease, "lease"));
     if (co.lease && co.lease->count() == 0) throw usage_error("--lease must be at least 1ms");
+    for (const auto& spec : o.callbacks) {
+        auto eq = spec.find('=');
+        if (eq == std::string::npos || eq == 0) throw usage_error(fmt::format("invalid --callback '{}': expected NAME=COMMAND", spec));
+        std::string name = spec.substr(0, eq);
+        auto argv = rpc::split_command(spec.substr(eq + 1));
+        if (argv.empty()) throw usage_error(fmt::format("invalid --callback '{}': empty COMMAND", spec));
+        if (co.callbacks.count(name)) throw usage_error(fmt::format("callback '{}' is given twice", name));
+        co.callbacks[name] = [argv, name](const json& params) { return run_callback(argv, name, params); };
+    }
     return co;
 }
 
@@ -213,7 +330,9 @@ int do_call(const options& o) {
     }
     if (o.method.empty()) throw usage_error("missing METHOD (or --batch)");
     if (co.sem == rpc::semantics::at_least_once) check_idempotent(o, ep, {o.method});
-    json params = params_of(o.params);
+    file_params fp;
+    fp.by_reference = !o.by_value && (ep.type == parse::endpoint::kind::unix_path || ep.type == parse::endpoint::kind::unix_abstract);
+    json params = params_of(o.params, fp);
     json id = request_id(o, c);
     auto request = rpc::make_request(o.method, params, o.notify ? std::nullopt : std::optional<json>(id));
     auto reply = c.exchange(request, !o.notify);
@@ -222,6 +341,9 @@ int do_call(const options& o) {
     // An error about a request the server could not read carries a null id.
     if ((*reply)["id"] != id && !((*reply)["id"].is_null() && reply->contains("error")))
         throw malformed(fmt::format("the id {} is not the request's", rpc::dump((*reply)["id"])));
+    // Copy-out: an inout file takes the server's changes only after success.
+    if (!reply->contains("error"))
+        for (const auto& [path, i] : fp.inout) fp.refs[i].write_back(path);
     return answer(*reply);
 }
 
@@ -540,7 +662,7 @@ int main(int argc, char** argv) {
     auto* call = app.verb("call", "Call a method and print its result", [&] { return do_call(o); });
     call->add_option("endpoint", o.endpoint, target_help)->required()->type_name("TARGET");
     call->add_option("method", o.method, "The method to call")->type_name("METHOD");
-    call->add_option("params", o.params, "A JSON object or array, '-' (JSON on stdin), or KEY=VALUE and KEY:=JSON")
+    call->add_option("params", o.params, "A JSON object or array, '-' (JSON on stdin), or KEY=VALUE, KEY=@FILE[:inout] and KEY:=JSON")
         ->type_name("PARAMS");
     call->add_flag("--notify", o.notify, "Send a notification: no reply, exit 0 once sent");
     call->add_flag("--batch", o.batch, "Send the JSON array of requests on stdin as one batch");
@@ -552,6 +674,9 @@ int main(int argc, char** argv) {
     call->add_option("--id", o.id, "The request id (default 1; unique per call when replies are recorded)")->type_name("ID");
     call->add_option("--lease", o.lease, "Ask the server to cancel the call when this client is silent this long")->type_name("DUR");
     call->add_option("-I,--interface", o.interface_file, "The interface file that says which methods are idempotent")->type_name("FILE");
+    call->add_flag("--by-value", o.by_value, "Send KEY=@FILE params inline as text, also over a Unix socket");
+    call->add_option("--callback", o.callbacks, "A procedure the server may call back while the call runs (repeatable)")
+        ->type_name("NAME=COMMAND");
     add_encoding(call);
     add_binding(call);
     app.add_wait(call, o.wait);

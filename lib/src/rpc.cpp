@@ -177,11 +177,17 @@ bool valid_response(const json& v) {
 }
 
 line_reader::status line_reader::next(std::string& line) {
-    auto nl = buf_.find('\n');
+    // Only the bytes not looked at yet are searched: a long line arriving in
+    // many pieces costs its length, not its length squared.
+    auto nl = buf_.find('\n', scanned_);
     // One byte of slack for a '\r' that a newline will follow.
-    if (nl == std::string::npos) return buf_.size() > max_ + 1 ? status::too_long : status::need_more;
+    if (nl == std::string::npos) {
+        scanned_ = buf_.size();
+        return buf_.size() > max_ + 1 ? status::too_long : status::need_more;
+    }
     line.assign(buf_, 0, nl);
     buf_.erase(0, nl + 1);
+    scanned_ = 0;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     return line.size() > max_ ? status::too_long : status::line;
 }

@@ -137,8 +137,9 @@ struct client::impl {
             case frame_reader::status::message: {
                 if (payload.find_first_not_of(" \t\r") == std::string::npos && o.enc == encoding::json) continue;
                 auto v = decode_binary(payload, o.enc);
-                if (!v)
-                    throw bad_answer{error(exit_code::protocol, fmt::format("malformed reply: not valid {} (or a number that would be rounded)", name_of(o.enc)))};
+                if (!v) throw bad_answer{error(exit_code::protocol, fmt::format("malformed reply: not valid {}", name_of(o.enc)))};
+                if (!numbers_exact(*v))
+                    throw bad_answer{error(exit_code::protocol, "malformed reply: it holds a number of magnitude 2^53 or more that would be rounded")};
                 return *v;
             }
             case frame_reader::status::too_long:
@@ -170,6 +171,28 @@ struct client::impl {
         }
     }
 
+    // The server calls a procedure of ours (a callback) while our call runs.
+    void serve_callback(const json& message, const deadline& until) {
+        auto checked = validate_request(message);
+        if (auto* err = std::get_if<json>(&checked)) return write_all(frame(*err, o.enc), until);
+        auto& q = std::get<request>(checked);
+        json id = q.id ? *q.id : json();
+        json reply;
+        auto it = o.callbacks.find(q.method);
+        if (it == o.callbacks.end())
+            reply = error_response(id, code::method_not_found, fmt::format("this client has no callback '{}'", q.method));
+        else {
+            try {
+                reply = result_response(id, it->second(q.params));
+            } catch (const remote_error& e) {
+                reply = json{{"jsonrpc", "2.0"}, {"error", e.object()}, {"id", id}};
+            } catch (const std::exception& e) {
+                reply = error_response(id, code::internal_error, e.what());
+            }
+        }
+        if (q.id) write_all(frame(reply, o.enc), until);
+    }
+
     static bool answers(const json& reply, const json& request) {
         if (request.is_array()) return reply.is_array() || (reply.is_object() && reply.contains("id") && reply["id"].is_null());
         if (!reply.is_object() || !reply.contains("id")) return false;
@@ -199,6 +222,10 @@ struct client::impl {
         try {
             for (;;) {
                 json reply = read_message(until);
+                if (reply.is_object() && reply.contains("method")) {
+                    serve_callback(reply, until);
+                    continue;
+                }
                 if (answers(reply, request)) return reply;
                 // (After a failure the connection is dropped: no reply to an
                 // earlier request can come here.)
@@ -282,7 +309,11 @@ struct client::impl {
             encoding e;
             auto v = from_datagram(std::string_view(buf.data(), static_cast<std::size_t>(n)), e);
             if (!v) continue;  // garbage on a datagram socket: not a reply
-            if (answers(*v, request)) return *v;
+            if (answers(*v, request)) {
+                if (!numbers_exact(*v))
+                    throw error(exit_code::protocol, "malformed reply: it holds a number of magnitude 2^53 or more that would be rounded");
+                return *v;
+            }
         }
     }
 
@@ -343,6 +374,7 @@ client& client::operator=(client&&) noexcept = default;
 
 const std::string& client::client_id() const { return impl_->o.client_id; }
 std::int64_t client::next_id() { return ++impl_->counter; }
+void client::on_callback(const std::string& name, std::function<json(const json&)> fn) { impl_->o.callbacks[name] = std::move(fn); }
 
 std::optional<json> client::exchange(json request, bool expect_reply) { return impl_->exchange(std::move(request), expect_reply); }
 

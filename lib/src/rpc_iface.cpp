@@ -50,6 +50,11 @@ bool valid_type(std::string_view t) {
     return t == "int" || t == "uint" || t == "float" || t == "bool" || t == "string" || t == "json";
 }
 
+namespace {
+// "callback" stands alone: a top-level param, never inside a list or optional.
+bool callback_type(std::string_view t) { return t == "callback"; }
+} // namespace
+
 bool type_matches(const json& v, std::string_view t) {
     if (t.ends_with('?')) {
         if (v.is_null()) return true;
@@ -71,6 +76,7 @@ bool type_matches(const json& v, std::string_view t) {
     if (t == "uint") return v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0);
     if (t == "float") return v.is_number();
     if (t == "bool") return v.is_boolean();
+    if (t == "callback") return callback_of(v).has_value();
     if (t == "string") return v.is_string();
     return t == "json";
 }
@@ -129,7 +135,8 @@ interface parse_interface(const json& v) {
                     throw bad(fmt::format("method '{}': a param needs a \"name\" and a \"type\"", x.name));
                 std::string pn = p["name"], pt = p["type"];
                 if (!identifier(pn)) throw bad(fmt::format("method '{}': param name '{}' is not an identifier", x.name, pn));
-                if (!valid_type(pt)) throw bad(fmt::format("method '{}': param '{}' has an unknown type '{}'", x.name, pn, pt));
+                if (!valid_type(pt) && !callback_type(pt))
+                    throw bad(fmt::format("method '{}': param '{}' has an unknown type '{}'", x.name, pn, pt));
                 if (!pnames.insert(pn).second) throw bad(fmt::format("method '{}': param '{}' is given twice", x.name, pn));
                 json q = {{"name", pn}, {"type", pt}};
                 if (p.contains("doc") && p["doc"].is_string()) q["doc"] = p["doc"];

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -176,6 +177,13 @@ struct link {
     virtual ~link() = default;
     virtual void send(const json& message) = 0;
     virtual std::string_view transport() const = 0;
+    /// Sends a request to the caller and waits for its response (stream
+    /// connections only).
+    virtual json call_back(const std::string&, const json&, std::chrono::nanoseconds, const call_state&) {
+        throw error(exit_code::unavailable, "callbacks need a stream connection (unix: or tcp:), not UDP");
+    }
+    /// Takes a response the caller sent (to a callback); false when none waits for it.
+    virtual bool take_response(const json&) { return false; }
     std::uint64_t number = 0;  // stream connections only
     pid_t pid = 0;
     uid_t uid = static_cast<uid_t>(-1);
@@ -223,6 +231,48 @@ struct conn : link {
             ::shutdown(fd.get(), SHUT_RDWR);
             return;
         }
+    }
+
+    std::mutex pmu;
+    std::map<std::string, std::shared_ptr<std::promise<json>>> pending;  // under pmu: callbacks sent
+    std::uint64_t next_callback = 0;                                       // under pmu
+
+    json call_back(const std::string& name, const json& params, std::chrono::nanoseconds timeout, const call_state& st) override {
+        auto p = std::make_shared<std::promise<json>>();
+        auto f = p->get_future();
+        std::string id;
+        {
+            std::lock_guard lock(pmu);
+            id = fmt::format("callback-{}", ++next_callback);
+            pending[id] = p;
+        }
+        struct forget {
+            conn& c;
+            std::string id;
+            ~forget() {
+                std::lock_guard lock(c.pmu);
+                c.pending.erase(id);
+            }
+        } cleanup{*this, id};
+        send(make_request(name, params, json(id)));
+        auto until = clock::now() + timeout;
+        while (f.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+            if (st.cancelled) throw error(exit_code::unknown_outcome, fmt::format("callback '{}': the caller is gone", name));
+            if (clock::now() >= until) throw temp_failure(fmt::format("callback '{}': no answer within the time limit", name), ETIMEDOUT);
+        }
+        json r = f.get();
+        if (r.contains("error")) throw remote_error(r["error"]);
+        return r.value("result", json());
+    }
+
+    bool take_response(const json& r) override {
+        if (!r.contains("id") || !r["id"].is_string()) return false;
+        std::lock_guard lock(pmu);
+        auto it = pending.find(r["id"].get<std::string>());
+        if (it == pending.end()) return false;
+        it->second->set_value(r);
+        pending.erase(it);
+        return true;
     }
 
     void track(const std::shared_ptr<call_state>& st) {
@@ -280,6 +330,7 @@ struct job {
     extension x;
     std::shared_ptr<call_state> st;
     bool keyed = false;  // recorded under (client, id)
+    std::vector<std::string> callbacks;  // procedures of the caller its params name
 };
 
 // A recorded call in flight, and the other links that asked for it since.
@@ -300,6 +351,14 @@ std::string record_key(const std::string& client, const json& id) { return clien
 
 // Checks params against an interface's typed list: an object with those
 // names, or an array in their order. Empty when they fit, else why not.
+// A value of type t, or a reference standing for a string.
+bool fits(const json& v, const std::string& t) {
+    if (type_matches(v, t)) return true;
+    std::string_view base = t;
+    if (base.ends_with('?')) base.remove_suffix(1);
+    return (base == "string" || base == "json") && ref_of(v).has_value();
+}
+
 std::string params_mismatch(const method& m, const json& params) {
     if (!m.params.is_array()) return {};
     const auto& spec = m.params;
@@ -317,7 +376,7 @@ std::string params_mismatch(const method& m, const json& params) {
                 if (!optional(spec[i])) return fmt::format("missing param '{}'", n);
                 continue;
             }
-            if (!type_matches(params[i], t)) return fmt::format("param '{}' must be of type {}", n, t);
+            if (!fits(params[i], t)) return fmt::format("param '{}' must be of type {}", n, t);
         }
         return {};
     }
@@ -333,7 +392,7 @@ std::string params_mismatch(const method& m, const json& params) {
             if (!optional(p)) return fmt::format("missing param '{}'", n);
             continue;
         }
-        if (!type_matches(*it, t)) return fmt::format("param '{}' must be of type {}", n, t);
+        if (!fits(*it, t)) return fmt::format("param '{}' must be of type {}", n, t);
     }
     return {};
 }
@@ -341,18 +400,30 @@ std::string params_mismatch(const method& m, const json& params) {
 } // namespace
 
 struct server_access {
-    static call make(const request& q, const extension& x, std::shared_ptr<call_state> st, const link& l) {
+    static call make(const request& q, const extension& x, std::shared_ptr<call_state> st, const std::shared_ptr<link>& l,
+                     const std::vector<std::string>& callbacks) {
         call c;
+        c.link_ = l;
+        c.callbacks_ = callbacks;
         c.req_ = &q;
         c.client_ = x.client;
         c.state_ = std::move(st);
-        c.pid_ = l.pid;
-        c.uid_ = l.uid;
-        c.transport_ = l.transport();
-        c.conn_ = l.number;
+        c.pid_ = l->pid;
+        c.uid_ = l->uid;
+        c.transport_ = l->transport();
+        c.conn_ = l->number;
         return c;
     }
 };
+
+json callback_ref::operator()(const json& params) const { return call_->call_back(name_, params); }
+
+json call::call_back(const std::string& name, const json& params, std::chrono::nanoseconds timeout) const {
+    if (std::find(callbacks_.begin(), callbacks_.end(), name) == callbacks_.end())
+        throw usage_error(fmt::format("the caller named no callback '{}' in its params", name));
+    auto* l = static_cast<link*>(link_.get());
+    return l->call_back(name, params, timeout, *static_cast<call_state*>(state_.get()));
+}
 
 bool call::cancelled() const { return state_ && static_cast<call_state*>(state_.get())->cancelled.load(); }
 int call::cancel_fd() const { return state_ ? static_cast<call_state*>(state_.get())->efd.get() : -1; }
@@ -527,7 +598,11 @@ struct server::impl {
         {
             std::lock_guard lock(qmu);
             if (queue.size() < o.max_queued) {
-                queue.push_back(job{c, b, m, std::move(q), std::move(x), std::move(st), keyed});
+                std::vector<std::string> callbacks;
+                if (q.params.is_object() || q.params.is_array())
+                    for (const auto& e : q.params)
+                        if (auto cb = callback_of(e)) callbacks.push_back(*cb);
+                queue.push_back(job{c, b, m, std::move(q), std::move(x), std::move(st), keyed, std::move(callbacks)});
                 qcv.notify_one();
                 return;
             }
@@ -541,6 +616,9 @@ struct server::impl {
     }
 
     void handle_message(const std::shared_ptr<link>& c, const std::optional<json>& v) {
+        // A response from the caller answers a callback.
+        if (v && v->is_object() && !v->contains("method") && (v->contains("result") || v->contains("error")) && c->take_response(*v))
+            return;
         if (!v) return deliver(c, nullptr, error_response(nullptr, code::parse_error, "Parse error: the request is not valid JSON, CBOR or MessagePack"));
         if (v->is_array()) {
             if (v->empty()) return deliver(c, nullptr, error_response(nullptr, code::invalid_request, "an empty batch"));
@@ -560,7 +638,66 @@ struct server::impl {
 
     // Runs one call's command: returns its response (for a notification too;
     // the caller drops it).
-    json execute(const method& m, const request& q, call_state& st) {
+    // Opens the by-reference params of a call: for a command, each becomes
+    // a descriptor it inherits (from 3 up) and the path /dev/fd/N; for a C++
+    // handler, its bytes. A string: why they cannot be had.
+    std::string take_refs(job& j, std::vector<unique_fd>& fds) {
+        auto one = [&](json& v) -> std::string {
+            auto r = ref_of(v);
+            if (!r) return {};
+            if (j.l->transport() != "unix" || j.l->uid == static_cast<uid_t>(-1))
+                return "by-reference params need a caller on a Unix socket (its uid must own the segment)";
+            try {
+                auto fd = open_ref(*r, j.l->uid);
+                if (j.m->fn) v = read_ref(fd.get());
+                else {
+                    v["path"] = fmt::format("/dev/fd/{}", 3 + fds.size());
+                    fds.push_back(std::move(fd));
+                }
+            } catch (const std::exception& e) {
+                return e.what();
+            }
+            return {};
+        };
+        auto& p = j.req.params;
+        if (p.is_object() || p.is_array())
+            for (auto& v : p)
+                if (auto why = one(v); !why.empty()) return why;
+        return {};
+    }
+
+    // Relays one request from a call's command (ipc-rpc call
+    // "$IPC_RPC_CALLBACK" NAME ...) to the caller, and its answer back.
+    void relay_callback(int fd, const job& j) {
+        try {
+            auto until = deadline::after(std::chrono::seconds(60));
+            json v = receive(fd, o.max_request, until);
+            auto checked = validate_request(v);
+            if (auto* err = std::get_if<json>(&checked)) return send(fd, *err, until);
+            auto& q = std::get<request>(checked);
+            json id = q.id ? *q.id : json();
+            json reply;
+            if (std::find(j.callbacks.begin(), j.callbacks.end(), q.method) == j.callbacks.end())
+                reply = error_response(id, code::method_not_found, fmt::format("the caller named no callback '{}'", q.method));
+            else {
+                try {
+                    reply = result_response(id, j.l->call_back(q.method, q.params, std::chrono::seconds(60), *j.st));
+                } catch (const remote_error& e) {
+                    reply = json{{"jsonrpc", "2.0"}, {"error", e.object()}, {"id", id}};
+                } catch (const std::exception& e) {
+                    reply = error_response(id, code::internal_error, e.what());
+                }
+            }
+            if (q.id) send(fd, reply, until);
+        } catch (const std::exception&) {
+            // The command went away or sent garbage: nothing to answer.
+        }
+    }
+
+    json execute(job& j, std::vector<unique_fd>& refs) {
+        const method& m = *j.m;
+        const request& q = j.req;
+        call_state& st = *j.st;
         json id = q.id ? *q.id : json();
         auto fail = [&](int c, std::string msg, json data = nullptr) { return error_response(id, c, std::move(msg), std::move(data)); };
         int in[2], out[2], err[2];
@@ -571,18 +708,58 @@ struct server::impl {
         if (::pipe2(err, O_CLOEXEC) != 0) return fail(code::internal_error, "cannot create a pipe");
         unique_fd err_r(err[0]), err_w(err[1]);
 
+        // A reference is its path; a value over 64 KiB is not put in the
+        // environment (the kernel refuses one string over 128 KiB): the
+        // command reads it from its standard input.
+        auto text = [](const json& v) {
+            if (auto cb = callback_of(v)) return *cb;  // a callback is its name
+            return ref_of(v) ? v["path"].get<std::string>() : arg_text(v);
+        };
         std::vector<std::string> args = m.argv;
         if (q.params.is_array())
-            for (const auto& e : q.params) args.push_back(arg_text(e));
+            for (const auto& e : q.params) args.push_back(text(e));
         std::vector<std::string> env;
-        for (char** e = environ; *e; ++e)
-            if (!std::string_view(*e).starts_with("IPC_RPC_")) env.emplace_back(*e);
+        // The server's environment, less the variables it sets per call.
+        for (char** e = environ; *e; ++e) {
+            std::string_view v = *e;
+            bool ours = v.starts_with("IPC_RPC_PARAM") || v.starts_with("IPC_RPC_METHOD=") || v.starts_with("IPC_RPC_ID=") ||
+                        v.starts_with("IPC_RPC_CALLBACK=");
+            if (!ours) env.emplace_back(v);
+        }
         env.push_back("IPC_RPC_METHOD=" + q.method);
         if (q.id) env.push_back("IPC_RPC_ID=" + dump(*q.id));
-        env.push_back("IPC_RPC_PARAMS=" + dump(q.params));
+        // Callbacks: a private socket the command calls through.
+        unique_fd relay;
+        if (!j.callbacks.empty()) {
+            static std::atomic<unsigned> relays{0};
+            auto ep = parse::socket_endpoint(fmt::format("unix:@ipc-rpc.callback.{}.{}", ::getpid(), ++relays));
+            try {
+                listener l(ep, 0600);
+                relay.reset(::fcntl(l.fd(), F_DUPFD_CLOEXEC, 0));
+            } catch (const std::exception& e) {
+                return fail(code::internal_error, fmt::format("cannot make the callback socket: {}", e.what()));
+            }
+            env.push_back("IPC_RPC_CALLBACK=" + ep.str());
+        }
+        std::vector<std::thread> relays;
+        std::vector<int> relay_fds;
+        struct join_relays {
+            std::vector<std::thread>& t;
+            std::vector<int>& fds;
+            ~join_relays() {
+                for (int fd : fds) ::shutdown(fd, SHUT_RDWR);
+                for (auto& x : t) x.join();
+                for (int fd : fds) ::close(fd);
+            }
+        } joiner{relays, relay_fds};
+        std::string input = dump(q.params) + "\n";  // made once: for a large value, the costliest step
+        if (input.size() <= 64 * 1024) env.push_back("IPC_RPC_PARAMS=" + input.substr(0, input.size() - 1));
         if (q.params.is_object())
-            for (auto it = q.params.begin(); it != q.params.end(); ++it)
-                if (!it.value().is_null()) env.push_back(env_name(it.key()) + "=" + arg_text(it.value()));
+            for (auto it = q.params.begin(); it != q.params.end(); ++it) {
+                if (it.value().is_null()) continue;
+                auto t = text(it.value());
+                if (t.size() <= 64 * 1024) env.push_back(env_name(it.key()) + "=" + t);
+            }
         std::vector<char*> argv, envp;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -597,6 +774,13 @@ struct server::impl {
         int ep[2];
         if (::pipe2(ep, O_CLOEXEC) != 0) return fail(code::internal_error, "cannot create a pipe");
         unique_fd exec_r(ep[0]), exec_w(ep[1]);
+        // What the child moves to 3, 4... must not sit there already.
+        auto high = [](unique_fd& fd) {
+            int h = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 64);
+            if (h >= 0) fd.reset(h);
+        };
+        high(exec_w);
+        for (auto& r : refs) high(r);
         pid_t parent = ::getpid();
         pid_t pid = ::fork();
         if (pid < 0) return fail(code::internal_error, fmt::format("cannot start '{}': {}", m.argv[0], std::strerror(errno)));
@@ -611,6 +795,8 @@ struct server::impl {
             sigemptyset(&none);
             ::sigprocmask(SIG_SETMASK, &none, nullptr);
             if (::dup2(in_r.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) ::_exit(127);
+            for (std::size_t i = 0; i < refs.size(); ++i)
+                if (::dup2(refs[i].get(), static_cast<int>(3 + i)) < 0) ::_exit(127);
             ::execvpe(argv[0], argv.data(), envp.data());
             int e = errno;
             [[maybe_unused]] auto w = ::write(exec_w.get(), &e, sizeof e);
@@ -632,7 +818,7 @@ struct server::impl {
         set_nonblocking(out_r.get(), true);
         set_nonblocking(err_r.get(), true);
 
-        std::string input = dump(q.params) + "\n", output, errors;
+        std::string output, errors;
         std::size_t written = 0;
         constexpr std::size_t max_stderr = 64 * 1024;
         auto until = deadline::from(o.call_timeout);
@@ -644,13 +830,13 @@ struct server::impl {
             return how != end::normal;
         };
         while (out_r || err_r) {
-            pollfd p[5] = {{stop_r.get(), POLLIN, 0}, {st.efd.get(), POLLIN, 0}, {out_r.get(), POLLIN, 0},
-                           {err_r.get(), POLLIN, 0}, {in_w.get(), POLLOUT, 0}};
+            pollfd p[6] = {{stop_r.get(), POLLIN, 0}, {st.efd.get(), POLLIN, 0}, {out_r.get(), POLLIN, 0},
+                           {err_r.get(), POLLIN, 0}, {relay ? relay.get() : -1, POLLIN, 0}, {in_w.get(), POLLOUT, 0}};
             auto left = until.remaining();
             int ms = left ? static_cast<int>(std::min<long long>(
                                 std::chrono::duration_cast<std::chrono::milliseconds>(*left).count() + 1, 1000))
                           : 1000;
-            int r = ::poll(p, in_w ? 5 : 4, ms);
+            int r = ::poll(p, in_w ? 6 : 5, ms);
             if (r < 0 && errno != EINTR) break;
             if (interrupted_by(p[0], p[1])) break;
             if (until.expired()) {
@@ -671,7 +857,17 @@ struct server::impl {
             drain(out_r, output, p[2].revents, o.max_output + 1);
             drain(err_r, errors, p[3].revents, max_stderr);
             if (how == end::too_large) break;
-            if (in_w && p[4].revents) {
+            if (p[4].revents) {
+                int c = ::accept4(relay.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                ucred cr{};
+                socklen_t cl = sizeof cr;
+                // Only this server's user: its commands.
+                if (c >= 0 && ::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cr.uid == ::geteuid()) {
+                    relay_fds.push_back(c);
+                    relays.emplace_back([this, c, &j] { relay_callback(c, j); });
+                } else if (c >= 0) ::close(c);
+            }
+            if (in_w && p[5].revents) {
                 ssize_t n = ::write(in_w.get(), input.data() + written, input.size() - written);
                 if (n > 0) written += static_cast<std::size_t>(n);
                 else if (n < 0 && errno != EAGAIN && errno != EINTR) in_w.reset();
@@ -733,7 +929,7 @@ struct server::impl {
 
     json run_handler(const job& j) {
         json id = j.req.id ? *j.req.id : json();
-        auto c = server_access::make(j.req, j.x, j.st, *j.l);
+        auto c = server_access::make(j.req, j.x, j.st, j.l, j.callbacks);
         try {
             json result = j.m->fn(c);
             if (!numbers_exact(result)) return error_response(id, code::internal_error, "the result holds a number that would be rounded");
@@ -756,7 +952,12 @@ struct server::impl {
                 j = std::move(queue.front());
                 queue.pop_front();
             }
-            json r = j.m->fn ? run_handler(j) : execute(*j.m, j.req, *j.st);
+            std::vector<unique_fd> refs;
+            json r;
+            if (auto why = take_refs(j, refs); !why.empty())
+                r = error_response(j.req.id ? *j.req.id : json(), code::invalid_params, "Invalid params: " + why);
+            else r = j.m->fn ? run_handler(j) : execute(j, refs);
+            refs.clear();
             std::vector<std::shared_ptr<link>> waiters;
             if (j.keyed) {
                 try {

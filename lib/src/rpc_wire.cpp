@@ -75,7 +75,7 @@ std::optional<json> decode_binary(std::string_view payload, encoding e) {
     } catch (const std::exception&) {
         ok = false;
     }
-    if (!ok || sax.is_errored() || v.is_discarded() || !numbers_exact(v)) return std::nullopt;
+    if (!ok || sax.is_errored() || v.is_discarded()) return std::nullopt;
     return v;
 }
 

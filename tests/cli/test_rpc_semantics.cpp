@@ -147,7 +147,7 @@ TEST_CASE("rpc: an interface file types the params, names positional ones, and d
     auto d = rpc({"describe", s.endpoint, "-o", "json"});
     REQUIRE(d.status == 0);
     auto methods = parse(d.out)["methods"];
-    REQUIRE(methods.size() == 6);  // five and rpc.describe
+    REQUIRE(methods.size() == 7);  // six and rpc.describe
     CHECK(methods[0]["name"] == "add");
     CHECK(methods[0]["params"] == json::parse(R"([{"name":"a","type":"int"},{"name":"b","type":"int"}])"));
     CHECK(methods[0]["result"] == "int");
@@ -493,6 +493,7 @@ TEST_CASE("rpc: UDP through a relay that drops and duplicates datagrams, from a 
 
 TEST_CASE("rpc: generated C++ stubs call ipc-rpc serve, and ipc-rpc calls a generated server", "[rpc][gen]") {
     temp_dir dir;
+    ::setenv("IPC_RPC_BIN", bin.c_str(), 1);  // the count_to command calls back through it
     {
         server s({"serve", "unix:" + dir / "calc.sock", "-I", calc_json});
         auto r = testing::run({IPC_STUB_CLIENT, s.endpoint});
@@ -500,7 +501,7 @@ TEST_CASE("rpc: generated C++ stubs call ipc-rpc serve, and ipc-rpc calls a gene
         CHECK(r.status == 0);
         CHECK(r.out ==
               "add 42\nadd_negative -12\ngreet hello, Ann\ngreet_title hello, Dr Ann\nstats 3 16 9\n"
-              "big 18446744073709551615\ntyped_check -32602\n");
+              "big 18446744073709551615\ncount_to 60\ntyped_check -32602\n");
     }
     // The generated skeleton, implemented in C++, serves ipc-rpc call.
     server g({"unix:" + dir / "gen.sock"}, IPC_STUB_SERVER);
@@ -541,4 +542,99 @@ TEST_CASE("rpc: generated C++ stubs call ipc-rpc serve, and ipc-rpc calls a gene
     auto bad = iface_variant(dir, "bad.json", [](json& v) { v["methods"][0]["result"] = "number"; });
     CHECK(rpc({"gen", bad, "-f", dir / "out.hpp"}).status == 65);
     CHECK(::access((dir / "out.hpp").c_str(), F_OK) != 0);
+}
+
+TEST_CASE("rpc: KEY=@FILE passes a file by reference over a Unix socket, and :inout copies back only on success", "[rpc][by-reference]") {
+    temp_dir dir;
+    std::string file = dir / "in.txt";
+    std::ofstream(file) << "hello\nworld\n";
+    server s({"serve", "unix:" + dir / "r.sock",
+              "-M", "count=sh -c 'wc -c < \"$IPC_RPC_PARAM_DATA\"'",
+              "-M", "show=cat",
+              "-M", "upper=sh -c 'tr a-z A-Z < \"$IPC_RPC_PARAM_DATA\" > \"$0\" && cat \"$0\" > \"$IPC_RPC_PARAM_DATA\"' " + dir / "tmp",
+              "-M", "spoil=sh -c 'echo spoiled > \"$IPC_RPC_PARAM_DATA\"; exit 3'"});
+    CHECK(rpc({"call", s.endpoint, "count", "data=@" + file}).out == "12\n");
+    // The command's stdin shows the reference: the segment, its size, and
+    // the descriptor it inherited.
+    auto r = rpc({"call", s.endpoint, "show", "data=@" + file});
+    REQUIRE(r.status == 0);
+    auto ref = parse(r.out)["data"];
+    CHECK(ref["size"] == 12);
+    CHECK(ref["path"] == "/dev/fd/3");
+    CHECK(ref["inout"] == false);
+    std::string seg = ref["$shm"];
+    CHECK(seg.find("/ipc-rpc.ref.") == 0);
+    CHECK(::access(("/dev/shm" + seg).c_str(), F_OK) != 0);  // removed after the call
+
+    // inout: the server's changes come back, only when the call succeeds.
+    CHECK(rpc({"call", s.endpoint, "spoil", "data=@" + file + ":inout"}).status == 1);
+    CHECK(slurp(file) == "hello\nworld\n");
+    CHECK(rpc({"call", s.endpoint, "upper", "data=@" + file + ":inout"}).status == 0);
+    CHECK(slurp(file) == "HELLO\nWORLD\n");
+
+    // --by-value (and any socket but a Unix one): the text inline.
+    r = rpc({"call", "--by-value", s.endpoint, "show", "data=@" + file});
+    CHECK(parse(r.out)["data"] == "HELLO\nWORLD\n");
+    std::ofstream(dir / "bin", std::ios::binary) << std::string("\xff\xfe\x00", 3);
+    CHECK(rpc({"call", "--by-value", s.endpoint, "show", "data=@" + dir / "bin"}).status == 65);
+    CHECK(rpc({"call", s.endpoint, "count", "data=@" + dir / "bin"}).out == "3\n");  // by reference, any bytes
+    CHECK(rpc({"call", "--by-value", s.endpoint, "show", "data=@" + file + ":inout"}).status == 64);
+    CHECK(rpc({"call", s.endpoint, "show", "data=@" + dir / "absent"}).status == 66);
+
+    // A reference the caller does not own is refused: the server opens a
+    // segment only for the uid that made it.
+    std::string forged = testing::unique_name("ipc-rpc.ref.forged");
+    auto made = testing::sh(nobody() + "sh -c 'echo secret > /dev/shm/" + forged + "'");
+    REQUIRE(made.status == 0);
+    struct unlink_at_end {
+        std::string p;
+        ~unlink_at_end() { ::unlink(p.c_str()); }
+    } cleanup{"/dev/shm/" + forged};
+    r = rpc({"call", s.endpoint, "count", "{\"data\":{\"$shm\":\"/" + forged + "\",\"size\":7}}"});
+    CHECK(r.status == 1);
+    auto e = parse(r.err);
+    CHECK(e["code"] == -32602);
+    CHECK(e["message"].get<std::string>().find("belongs to uid 65534") != std::string::npos);
+
+    // A C++ handler gets the bytes.
+    server g({"unix:" + dir / "gen.sock"}, IPC_STUB_SERVER);
+    std::ofstream(dir / "name") << "Zoe";
+    CHECK(rpc({"call", g.endpoint, "greet", "name=@" + dir / "name"}).out == "\"hello, Zoe\"\n");
+}
+
+TEST_CASE("rpc: a server calls the caller back over the same connection", "[rpc][callback]") {
+    temp_dir dir;
+    ::setenv("IPC_RPC_BIN", bin.c_str(), 1);
+    std::string steps = dir / "steps";
+    // The method's command calls two procedures of its caller through
+    // $IPC_RPC_CALLBACK; the caller runs them as commands.
+    server s({"serve", "unix:" + dir / "cb.sock",
+              "-M", "work=sh -c 'for i in 1 2 3; do \"$IPC_RPC_BIN\" call \"$IPC_RPC_CALLBACK\" progress step:=$i > /dev/null || exit 9; done; "
+                    "\"$IPC_RPC_BIN\" call \"$IPC_RPC_CALLBACK\" ask q=name'",
+              "-M", "sneaky=sh -c '\"$IPC_RPC_BIN\" call \"$IPC_RPC_CALLBACK\" other'"});
+    for (const char* enc : {"json", "cbor"}) {
+        INFO(enc);
+        std::remove(steps.c_str());
+        auto r = rpc({"call", "-e", enc, s.endpoint, "work", "progress:={\"$callback\":\"progress\"}", "ask:={\"$callback\":\"ask\"}",
+                      "--callback", "progress=sh -c 'echo step $IPC_RPC_PARAM_STEP >> " + steps + "; echo ok'",
+                      "--callback", "ask=echo '\"Zed\"'"});
+        INFO(r.err);
+        CHECK(r.status == 0);
+        CHECK(r.out == "\"Zed\"\n");
+        CHECK(slurp(steps) == "step 1\nstep 2\nstep 3\n");
+    }
+    // A callback that fails: the server's command sees the error answer.
+    auto r = rpc({"call", s.endpoint, "work", "progress:={\"$callback\":\"progress\"}", "--callback", "progress=false"});
+    CHECK(r.status == 1);
+    CHECK(parse(r.err)["data"]["exit_status"] == 9);
+    // Only the callbacks the params named may be called.
+    r = rpc({"call", s.endpoint, "sneaky", "p:={\"$callback\":\"progress\"}", "--callback", "progress=true", "--callback", "other=true"});
+    CHECK(r.status == 1);
+    CHECK(parse(r.err)["data"]["stderr"].get<std::string>().find("no callback 'other'") != std::string::npos);
+
+    // Typed stubs: count_to calls tick back n times, both directions.
+    server g({"unix:" + dir / "gen.sock"}, IPC_STUB_SERVER);
+    CHECK(rpc({"call", g.endpoint, "count_to", "n:=4", "tick:={\"$callback\":\"t\"}", "--callback", "t=sh -c 'echo $((IPC_RPC_PARAM_I * 2))'"}).out == "20\n");
+    server c({"serve", "unix:" + dir / "calc.sock", "-I", calc_json});
+    CHECK(rpc({"call", c.endpoint, "count_to", "n:=3", "tick:={\"$callback\":\"t\"}", "--callback", "t=echo 5"}).out == "15\n");
 }

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
         auto s = c.stats({3, 9, 4});
         std::cout << "stats " << s["count"] << " " << s["sum"] << " " << s["max"] << "\n";
         std::cout << "big " << c.big(18446744073709551615ULL) << "\n";
+        std::cout << "count_to " << c.count_to(3, [](const nlohmann::json& p) { return p["i"].get<int>() * 10; }) << "\n";
         try {
             c.raw().call("add", nlohmann::json{{"a", "two"}, {"b", 1}});
             std::cout << "typed_check missing\n";

@@ -24,6 +24,11 @@ struct calculator : calc::server_skeleton {
         return {{"count", static_cast<std::int64_t>(values.size())}, {"sum", sum}, {"max", max}};
     }
     std::uint64_t big(std::uint64_t n) override { return n; }
+    std::int64_t count_to(std::int64_t n, const ipc::rpc::callback_ref& tick) override {
+        std::int64_t sum = 0;
+        for (std::int64_t i = 1; i <= n; ++i) sum += tick(nlohmann::json{{"i", i}}).get<std::int64_t>();
+        return sum;
+    }
     std::int64_t bump(const std::string& file) override {
         if (file.empty()) throw ipc::rpc::remote_error(ipc::rpc::error_object(-32602, "an empty file name"));
         std::ofstream(file, std::ios::app) << "x\n";

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -126,12 +127,16 @@ public:
     /// The next whole line; too_long when max bytes came without a newline.
     status next(std::string& line);
     /// What is left after the last newline (a half-sent frame at EOF).
-    std::string rest() { return std::exchange(buf_, {}); }
+    std::string rest() {
+        scanned_ = 0;
+        return std::exchange(buf_, {});
+    }
     std::size_t buffered() const { return buf_.size(); }
 
 private:
     std::size_t max_;
     std::string buf_;
+    std::size_t scanned_ = 0;  ///< bytes of buf_ known to hold no newline
 };
 
 // ---- encodings --------------------------------------------------------------
@@ -151,8 +156,9 @@ encoding encoding_named(std::string_view name);
 /// One message as it goes on a stream: a JSON line with its newline, or a
 /// length-prefixed frame.
 std::string frame(const json& v, encoding e);
-/// A binary payload as a value; nullopt when malformed, nesting deeper than
-/// max_depth, or holding numbers that would be rounded.
+/// A payload as a value (JSON text for encoding::json); nullopt when
+/// malformed or nesting deeper than max_depth. Numbers that would be rounded
+/// are for the caller to check (numbers_exact).
 std::optional<json> decode_binary(std::string_view payload, encoding e);
 /// The payload of one datagram: JSON text, or the marker and binary payload.
 std::string datagram(const json& v, encoding e);
@@ -244,7 +250,31 @@ struct client_options {
     /// this long; the client renews at a third of it while it waits.
     std::optional<std::chrono::milliseconds> lease;
     std::size_t max_reply = rpc::max_reply;
+    /// Procedures on this side that the server may call back over the same
+    /// connection while a call is in flight (parameters by name: a param
+    /// {"$callback": NAME} tells the server it may). A callback returns its
+    /// result or throws remote_error.
+    std::map<std::string, std::function<json(const json& params)>> callbacks;
 };
+
+class call;
+/// In a server: a param naming a procedure of the caller, callable while the
+/// call runs (what generated skeletons hand a method for a "callback" param).
+class callback_ref {
+public:
+    callback_ref(const call* c, std::string name) : call_(c), name_(std::move(name)) {}
+    json operator()(const json& params = nullptr) const;
+    const std::string& name() const { return name_; }
+
+private:
+    const call* call_;
+    std::string name_;
+};
+
+/// {"$callback": NAME}: a param naming a procedure of the caller.
+json callback_param(const std::string& name);
+/// The callback a param names, when it is one.
+std::optional<std::string> callback_of(const json& v);
 
 /// A client of one endpoint (unix:, tcp: or udp:), keeping its connection
 /// between calls and opening a new one after a failure.
@@ -273,6 +303,8 @@ public:
     const std::string& client_id() const;
     /// The next request id this client would use.
     std::int64_t next_id();
+    /// Adds (or replaces) a procedure the server may call back.
+    void on_callback(const std::string& name, std::function<json(const json&)> fn);
 
 private:
     struct impl;
@@ -322,6 +354,13 @@ public:
     /// An opaque number that identifies the caller's connection (stream
     /// sockets) for as long as it is open; 0 over UDP.
     std::uint64_t connection() const { return conn_; }
+    /// Calls procedure `name` of the caller, over the caller's connection,
+    /// and returns its result (remote_error for an error answer). Only the
+    /// names the call's params declared ({"$callback": NAME}) may be called;
+    /// 64 otherwise, 69 over UDP, 75 after `timeout`, 79 when the caller is
+    /// gone.
+    json call_back(const std::string& name, const json& params,
+                   std::chrono::nanoseconds timeout = std::chrono::seconds(60)) const;
 
 private:
     friend struct server_access;
@@ -332,6 +371,8 @@ private:
     uid_t uid_ = static_cast<uid_t>(-1);
     std::string_view transport_;
     std::uint64_t conn_ = 0;
+    std::shared_ptr<void> link_;
+    std::vector<std::string> callbacks_;
 };
 
 /// Parses an interface file's JSON (see ipc-rpc(1), INTERFACE FILES): its
@@ -419,6 +460,50 @@ private:
     struct impl;
     std::unique_ptr<impl> impl_;
 };
+
+// ---- parameters by reference ---------------------------------------------------
+
+/// A large value passed by reference between processes of one machine: a
+/// POSIX shared-memory segment the caller made, named in the params as
+/// {"$shm": "/ipc-rpc.ref.…", "size": N, "inout": bool} instead of the value.
+/// The server opens it only for a peer on a Unix socket whose uid owns it.
+struct shared_ref {
+    std::string name;
+    std::uint64_t size = 0;
+    bool inout = false;
+};
+/// The reference v names, when v is one (exactly those members, a name
+/// under /ipc-rpc.ref.).
+std::optional<shared_ref> ref_of(const json& v);
+json ref_json(const shared_ref& r);
+
+/// The caller's side: a segment holding a file's bytes (or given bytes),
+/// removed when the object goes.
+class outgoing_ref {
+public:
+    static outgoing_ref from_file(const std::string& path, bool inout);
+    static outgoing_ref from_bytes(std::string_view bytes, bool inout);
+    outgoing_ref(outgoing_ref&&) noexcept;
+    outgoing_ref& operator=(outgoing_ref&&) = delete;
+    ~outgoing_ref();
+    json value() const { return ref_json(ref_); }
+    /// The segment's bytes now (after an inout call: the server's changes).
+    std::string contents() const;
+    /// Writes contents() to path whole or not at all (temporary + rename).
+    void write_back(const std::string& path) const;
+
+private:
+    outgoing_ref() = default;
+    shared_ref ref_;
+    unique_fd fd_;
+};
+
+/// The server's side: opens a reference for a peer of uid `peer_uid`
+/// (read-write when inout); 77 when the peer does not own it, 65 when it is
+/// not what the reference says, 66 when it does not exist.
+unique_fd open_ref(const shared_ref& r, uid_t peer_uid);
+/// Reads a whole reference (for C++ handlers, which get its bytes).
+std::string read_ref(int fd);
 
 // ---- generated stubs ----------------------------------------------------------
 
