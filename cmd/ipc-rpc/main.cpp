@@ -333,6 +333,9 @@ int do_call(const options& o) {
     file_params fp;
     fp.by_reference = !o.by_value && (ep.type == parse::endpoint::kind::unix_path || ep.type == parse::endpoint::kind::unix_abstract);
     json params = params_of(o.params, fp);
+    if (o.notify && !fp.refs.empty())
+        throw usage_error("--notify does not wait for the server, which would find a by-reference param already gone: "
+                          "add --by-value");
     json id = request_id(o, c);
     auto request = rpc::make_request(o.method, params, o.notify ? std::nullopt : std::optional<json>(id));
     auto reply = c.exchange(request, !o.notify);
@@ -638,15 +641,15 @@ int main(int argc, char** argv) {
 
     auto* serve = app.verb("serve", "Serve methods, each run as a command per call", [&] { return do_serve(o); });
     serve->add_option("endpoint", o.endpoint, "unix:/path, unix:@name, tcp:HOST:PORT or udp:HOST:PORT")->required()->type_name("ENDPOINT");
-    serve->add_option("-M,--method", o.methods, "A method: NAME=COMMAND (repeatable)")->type_name("NAME=COMMAND");
+    serve->add_option("-M,--method", o.methods, "A method: NAME=COMMAND (repeatable)")->type_name("NAME=COMMAND")->allow_extra_args(false);
     serve->add_option("-I,--interface", o.interface_file, "Methods, typed params and version from an interface file")->type_name("FILE");
     serve->add_option("-w,--workers", o.workers, "Calls run at once (default 4)")->type_name("N");
     serve->add_option("--call-timeout", o.call_timeout, "Time limit of one call; its command is killed (default 1m)")
         ->type_name("DUR");
     serve->add_option("--max-request", o.max_request, "Largest request (default 1M)")->type_name("SIZE");
     serve->add_option("--max-connections", o.max_connections, "Connections served at once (default 64)")->type_name("N");
-    serve->add_option("--allow-uid", o.allow_uid, "Admit this user too (repeatable; unix: only)")->type_name("UID");
-    serve->add_option("--allow-gid", o.allow_gid, "Admit this group too (repeatable; unix: only)")->type_name("GID");
+    serve->add_option("--allow-uid", o.allow_uid, "Admit this user too (repeatable; unix: only)")->type_name("UID")->allow_extra_args(false);
+    serve->add_option("--allow-gid", o.allow_gid, "Admit this group too (repeatable; unix: only)")->type_name("GID")->allow_extra_args(false);
     serve->add_option("--api-version", o.api_version, "The interface version rpc.describe reports (default 0)")
         ->type_name("VER");
     serve->add_option("--state", o.state_dir, "Record calls and replies durably in DIR (exactly-once)")->type_name("DIR");
@@ -676,7 +679,8 @@ int main(int argc, char** argv) {
     call->add_option("-I,--interface", o.interface_file, "The interface file that says which methods are idempotent")->type_name("FILE");
     call->add_flag("--by-value", o.by_value, "Send KEY=@FILE params inline as text, also over a Unix socket");
     call->add_option("--callback", o.callbacks, "A procedure the server may call back while the call runs (repeatable)")
-        ->type_name("NAME=COMMAND");
+        ->type_name("NAME=COMMAND")
+        ->allow_extra_args(false);
     add_encoding(call);
     add_binding(call);
     app.add_wait(call, o.wait);
@@ -704,8 +708,8 @@ int main(int argc, char** argv) {
     registry->add_option("endpoint", o.endpoint, "Where to listen (default $IPC_RPC_REGISTRY or unix:@ipc-rpc.registry.UID)")
         ->type_name("ENDPOINT");
     registry->add_option("--max-connections", o.max_connections, "Connections served at once (default 64)")->type_name("N");
-    registry->add_option("--allow-uid", o.allow_uid, "Admit this user too (repeatable; unix: only)")->type_name("UID");
-    registry->add_option("--allow-gid", o.allow_gid, "Admit this group too (repeatable; unix: only)")->type_name("GID");
+    registry->add_option("--allow-uid", o.allow_uid, "Admit this user too (repeatable; unix: only)")->type_name("UID")->allow_extra_args(false);
+    registry->add_option("--allow-gid", o.allow_gid, "Admit this group too (repeatable; unix: only)")->type_name("GID")->allow_extra_args(false);
     app.add_mode(registry, o.mode);
 
     auto* ls = app.verb("ls", "List services: the registry's entries and the services file's", [&] { return do_ls(o); });

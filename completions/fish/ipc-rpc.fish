@@ -48,7 +48,7 @@ function __ipc_rpc_arg_index
         else if contains -- $t --output --method --interface --workers --call-timeout --max-request \
                 --max-connections --allow-uid --allow-gid --api-version --state --reply-cache --idle-timeout \
                 --register --registry --services --mode --semantics --retries --client-id --id --lease \
-                --encoding --timeout --interval --lang --output-file
+                --encoding --timeout --interval --lang --output-file --callback
             set skip 1
         else if string match -qr -- '^-[^-oMIwmsretf]*[oMIwmsretf]$' $t
             set skip 1
@@ -148,6 +148,8 @@ complete -c ipc-rpc -n '__ipc_rpc_verb_in call' -s r -l retries -x -a '0 3 10' -
 complete -c ipc-rpc -n '__ipc_rpc_verb_in call' -l id -x -d 'The request id'
 complete -c ipc-rpc -n '__ipc_rpc_verb_in call' -l lease -x -a '1s 10s 1m' -d 'Ask the server to cancel the call when this client is silent this long'
 complete -c ipc-rpc -n '__ipc_rpc_verb_in call' -s I -l interface -r -F -d 'The interface file that says which methods are idempotent'
+complete -c ipc-rpc -n '__ipc_rpc_verb_in call' -l by-value -d 'Send KEY=@FILE params inline as text, also over a Unix socket'
+complete -c ipc-rpc -n '__ipc_rpc_verb_in call' -l callback -x -d 'A procedure the server may call back: NAME=COMMAND (repeatable)'
 complete -c ipc-rpc -n '__ipc_rpc_verb_in call; and __ipc_rpc_at_arg 1' -a rpc.describe -d 'The built-in description method'
 complete -c ipc-rpc -n '__ipc_rpc_verb_in call; and __ipc_rpc_at_arg 1' -a rpc.replies -d 'The recorded replies of a client id'
 

@@ -279,8 +279,9 @@ unique_fd connect(const parse::endpoint& ep, const deadline& until) {
     throw connect_error(last, ep);
 }
 
-void send(int fd, const json& message, const deadline& until) {
-    std::string line = dump(message) + "\n";
+void send(int fd, const json& message, const deadline& until) { send_bytes(fd, dump(message) + "\n", until); }
+
+void send_bytes(int fd, std::string_view line, const deadline& until) {
     std::size_t done = 0;
     while (done < line.size()) {
         // MSG_NOSIGNAL: a peer that is gone is EPIPE here, not a SIGPIPE.

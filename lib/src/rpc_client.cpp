@@ -109,22 +109,7 @@ struct client::impl {
         }
     }
 
-    void write_all(const std::string& bytes, const deadline& until) {
-        std::size_t done = 0;
-        while (done < bytes.size()) {
-            ssize_t n = retry([&] { return ::send(fd.get(), bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL); });
-            if (n >= 0) {
-                done += static_cast<std::size_t>(n);
-                continue;
-            }
-            if (errno != EAGAIN) {
-                if (errno == EPIPE || errno == ECONNRESET)
-                    throw error(exit_code::protocol, "the server closed the connection before taking the request", errno);
-                throw system_error(errno, "send the request");
-            }
-            if (wait_fd(fd.get(), POLLOUT, until) == 0) throw temp_failure("timed out sending the request", ETIMEDOUT);
-        }
-    }
+    void write_all(const std::string& bytes, const deadline& until) { send_bytes(fd.get(), bytes, until); }
 
     // Reads the next message from the stream; renews the lease meanwhile.
     json read_message(const deadline& until) {
@@ -235,6 +220,9 @@ struct client::impl {
         } catch (const bad_answer& b) {
             drop();
             throw b.cause;
+        } catch (const interrupted&) {
+            drop();
+            throw;  // SIGINT/SIGTERM: 130/143, whatever the call's fate
         } catch (const error& e) {
             drop();
             throw after_send{e};

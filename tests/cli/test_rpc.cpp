@@ -45,46 +45,6 @@ std::vector<std::string> serve_args(const std::string& endpoint, std::vector<std
     return a;
 }
 
-// A raw client: one connection, lines in and out.
-struct raw_client {
-    int fd = -1;
-    std::string buf;
-    explicit raw_client(const std::string& path) {
-        fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        REQUIRE(fd >= 0);
-        sockaddr_un sa{};
-        sa.sun_family = AF_UNIX;
-        std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
-        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-    }
-    ~raw_client() { ::close(fd); }
-    void write(const std::string& data) {
-        std::size_t done = 0;
-        while (done < data.size()) {
-            ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
-            REQUIRE(n > 0);
-            done += static_cast<std::size_t>(n);
-        }
-    }
-    // The next line, or "" at EOF; fails after 30 s.
-    std::string line() {
-        for (;;) {
-            auto nl = buf.find('\n');
-            if (nl != std::string::npos) {
-                auto l = buf.substr(0, nl);
-                buf.erase(0, nl + 1);
-                return l;
-            }
-            pollfd p{fd, POLLIN, 0};
-            REQUIRE(::poll(&p, 1, 30000) == 1);
-            char tmp[4096];
-            ssize_t n = ::read(fd, tmp, sizeof tmp);
-            if (n <= 0) return "";
-            buf.append(tmp, static_cast<std::size_t>(n));
-        }
-    }
-};
-
 } // namespace
 
 TEST_CASE("rpc: call with JSON, key=value, key:=json and stdin params over a Unix socket", "[rpc][call]") {

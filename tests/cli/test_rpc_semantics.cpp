@@ -76,41 +76,15 @@ std::string frame_of(const std::vector<std::uint8_t>& bytes) {
     return out;
 }
 
-struct unix_conn {
-    int fd = -1;
-    explicit unix_conn(const std::string& path) {
-        fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        REQUIRE(fd >= 0);
-        sockaddr_un sa{};
-        sa.sun_family = AF_UNIX;
-        std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
-        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-    }
-    ~unix_conn() { ::close(fd); }
-    void write(const std::string& data) { REQUIRE(::send(fd, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size())); }
-    // Exactly n bytes, or what came before EOF / 30 s.
-    std::string read(std::size_t n) {
-        std::string got;
-        while (got.size() < n) {
-            pollfd p{fd, POLLIN, 0};
-            if (::poll(&p, 1, 30000) != 1) break;
-            char buf[4096];
-            ssize_t r = ::read(fd, buf, std::min(sizeof buf, n - got.size()));
-            if (r <= 0) break;
-            got.append(buf, static_cast<std::size_t>(r));
-        }
-        return got;
-    }
-    json read_frame(bool cbor) {
-        auto len = read(4);
-        REQUIRE(len.size() == 4);
-        std::uint32_t n;
-        std::memcpy(&n, len.data(), 4);
-        auto body = read(ntohl(n));
-        REQUIRE(body.size() == ntohl(n));
-        return cbor ? json::from_cbor(body) : json::from_msgpack(body);
-    }
-};
+json read_frame(raw_client& c, bool cbor) {
+    auto len = c.read(4);
+    REQUIRE(len.size() == 4);
+    std::uint32_t n;
+    std::memcpy(&n, len.data(), 4);
+    auto body = c.read(ntohl(n));
+    REQUIRE(body.size() == ntohl(n));
+    return cbor ? json::from_cbor(body) : json::from_msgpack(body);
+}
 
 } // namespace
 
@@ -193,29 +167,29 @@ TEST_CASE("rpc: CBOR and MessagePack frames carry the same calls, and bad frames
     CHECK(rpc({"call", "-e", "xml", s.endpoint, "add"}).status == 64);
 
     // By hand: the marker byte, then frames; the answers come as frames.
-    unix_conn c(dir / "calc.sock");
+    raw_client c(dir / "calc.sock");
     json req = {{"jsonrpc", "2.0"}, {"id", 5}, {"method", "add"}, {"params", {{"a", 20}, {"b", 22}}}};
     c.write(std::string(1, '\x01') + frame_of(json::to_cbor(req)));
-    auto reply = c.read_frame(true);
+    auto reply = read_frame(c, true);
     CHECK(reply["result"] == 42);
     CHECK(reply["id"] == 5);
     // Malformed CBOR: -32700 in CBOR, and the connection goes on.
     c.write(frame_of({0xff, 0xff, 0x00}));
-    reply = c.read_frame(true);
+    reply = read_frame(c, true);
     CHECK(reply["error"]["code"] == -32700);
     c.write(frame_of(json::to_cbor(req)));
-    CHECK(c.read_frame(true)["result"] == 42);
+    CHECK(read_frame(c, true)["result"] == 42);
     // A frame over --max-request: -32002, then the server reads no more.
     c.write(frame_of(std::vector<std::uint8_t>(5000, 0x60)).substr(0, 4));
-    reply = c.read_frame(true);
+    reply = read_frame(c, true);
     CHECK(reply["error"]["code"] == -32002);
 
     // MessagePack, and a half-sent frame at the end: no answer, the
     // connection is closed, the server keeps serving.
     {
-        unix_conn m(dir / "calc.sock");
+        raw_client m(dir / "calc.sock");
         m.write(std::string(1, '\x02') + frame_of(json::to_msgpack(req)));
-        CHECK(m.read_frame(false)["result"] == 42);
+        CHECK(read_frame(m, false)["result"] == 42);
         std::string half = frame_of(json::to_msgpack(req));
         m.write(half.substr(0, half.size() - 3));
         ::shutdown(m.fd, SHUT_WR);
@@ -580,6 +554,7 @@ TEST_CASE("rpc: KEY=@FILE passes a file by reference over a Unix socket, and :in
     CHECK(rpc({"call", s.endpoint, "count", "data=@" + dir / "bin"}).out == "3\n");  // by reference, any bytes
     CHECK(rpc({"call", "--by-value", s.endpoint, "show", "data=@" + file + ":inout"}).status == 64);
     CHECK(rpc({"call", s.endpoint, "show", "data=@" + dir / "absent"}).status == 66);
+    CHECK(rpc({"call", "--notify", s.endpoint, "show", "data=@" + file}).status == 64);  // gone before the server looks
 
     // A reference the caller does not own is refused: the server opens a
     // segment only for the uid that made it.
@@ -631,6 +606,15 @@ TEST_CASE("rpc: a server calls the caller back over the same connection", "[rpc]
     r = rpc({"call", s.endpoint, "sneaky", "p:={\"$callback\":\"progress\"}", "--callback", "progress=true", "--callback", "other=true"});
     CHECK(r.status == 1);
     CHECK(parse(r.err)["data"]["stderr"].get<std::string>().find("no callback 'other'") != std::string::npos);
+
+    // --callback takes one value: the target and params may follow it.
+    CHECK(rpc({"call", "--callback", "t=echo 5", s.endpoint, "work", "progress:={\"$callback\":\"t\"}"}).status == 1);
+    // SIGINT while waiting is 130, not an unknown outcome.
+    server slow({"serve", "unix:" + dir / "slow.sock", "-M", "slow=sleep 30"});
+    child waiting({bin, "call", slow.endpoint, "slow"});
+    std::this_thread::sleep_for(300ms);
+    waiting.kill(SIGINT);
+    CHECK(waiting.wait(20s).status == 130);
 
     // Typed stubs: count_to calls tick back n times, both directions.
     server g({"unix:" + dir / "gen.sock"}, IPC_STUB_SERVER);

@@ -206,6 +206,8 @@ unique_fd connect(const parse::endpoint& ep, const deadline& until);
 
 /// Sends one JSON text and its newline. 74 on a write error, 75 on timeout.
 void send(int fd, const json& message, const deadline& until);
+/// Sends bytes whole (a line or a frame), with the same errors.
+void send_bytes(int fd, std::string_view bytes, const deadline& until);
 
 /// Reads one line from a socket and parses it; what follows the line stays
 /// unread. 75 on timeout, 76 when the peer closes first, sends more than max
