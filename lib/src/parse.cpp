@@ -201,10 +201,16 @@ endpoint socket_endpoint(std::string_view text) {
         port = rest.substr(close + 2);
     } else {
         auto colon = rest.rfind(':');
-        if (colon == std::string_view::npos) throw bad("missing :PORT");
-        host = rest.substr(0, colon);
-        port = rest.substr(colon + 1);
-        if (host.find(':') != std::string_view::npos) throw bad("write IPv6 addresses as [ADDRESS]:PORT");
+        if (colon != std::string_view::npos) {
+            host = rest.substr(0, colon);
+            port = rest.substr(colon + 1);
+            if (host.find(':') != std::string_view::npos) throw bad("write IPv6 addresses as [ADDRESS]:PORT");
+        } else if (!rest.empty() && rest.find_first_not_of("0123456789") == std::string_view::npos) {
+            // tcp:PORT and udp:PORT: the loopback address; every interface
+            // only when the user names it (tcp:0.0.0.0:PORT).
+            host = "127.0.0.1";
+            port = rest;
+        } else throw bad("missing :PORT");
     }
     if (host.empty()) throw bad("empty host");
     unsigned value = 0;

@@ -368,7 +368,21 @@ std::optional<json> client::exchange(json request, bool expect_reply) { return i
 
 json client::call(const std::string& method, const json& params) {
     json id = next_id();
-    auto reply = impl_->exchange(make_request(method, params, id), true);
+    // Large strings by reference: the segments live until the call ends.
+    std::vector<outgoing_ref> refs;
+    const json* sent = &params;
+    json swapped;
+    bool local = impl_->ep.type == parse::endpoint::kind::unix_path || impl_->ep.type == parse::endpoint::kind::unix_abstract;
+    if (impl_->o.by_reference_from > 0 && local && (params.is_object() || params.is_array())) {
+        swapped = params;
+        for (auto& v : swapped)
+            if (v.is_string() && v.get_ref<const std::string&>().size() >= impl_->o.by_reference_from) {
+                refs.push_back(outgoing_ref::from_bytes(v.get_ref<const std::string&>(), false));
+                v = refs.back().value();
+            }
+        sent = &swapped;
+    }
+    auto reply = impl_->exchange(make_request(method, *sent, id), true);
     if (!reply || !valid_response(*reply)) throw error(exit_code::protocol, "malformed reply: not a JSON-RPC 2.0 response");
     if (reply->contains("error")) throw remote_error((*reply)["error"]);
     return (*reply)["result"];

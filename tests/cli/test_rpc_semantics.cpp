@@ -258,6 +258,17 @@ TEST_CASE("rpc: the registry binds names while servers live, and versions match 
     std::ofstream(dir / "bad") << "calc\n";
     CHECK(rpc({"call", "calc", "x", "--registry", reg.endpoint, "--services", dir / "bad"}).status == 65);
 
+    // A registry on TCP (as on another host): the same binding.
+    server tcp_reg({"registry", "tcp:0"});
+    CHECK(tcp_reg.endpoint.find("tcp:127.0.0.1:") == 0);
+    server remote({"serve", "tcp:0", "-M", "where=echo remote", "--register", "far@3.1", "--registry", tcp_reg.endpoint});
+    CHECK(rpc({"call", "far@3", "where", "--registry", tcp_reg.endpoint, "--services", dir / "none"}).out == "\"remote\"\n");
+    remote.proc.kill(SIGKILL);
+    remote.proc.wait(10s);
+    CHECK(testing::eventually([&] {
+        return rpc({"call", "far@3", "where", "--registry", tcp_reg.endpoint, "--services", dir / "none"}).status == 66;
+    }, 10s));
+
     // wait: until a name is registered and answers.
     child waiter({bin, "wait", "late", "-t", "20s", "--registry", reg.endpoint, "--services", dir / "none"});
     std::this_thread::sleep_for(300ms);

@@ -118,9 +118,14 @@ TEST_CASE("socket endpoints parse and print back", "[parse]") {
     CHECK(v6.type == parse::endpoint::kind::udp);
     CHECK(v6.host == "::1");
     CHECK(v6.port == 53);
-    for (const char* text : {"unix:/run/x.sock", "unix:@abstract", "tcp:localhost:8080", "udp:[::1]:53"})
+    // A port alone: the loopback address, never every interface.
+    auto lo = parse::socket_endpoint("tcp:8080");
+    CHECK(lo.host == "127.0.0.1");
+    CHECK(lo.port == 8080);
+    CHECK(parse::socket_endpoint("udp:0").host == "127.0.0.1");
+    for (const char* text : {"unix:/run/x.sock", "unix:@abstract", "tcp:localhost:8080", "udp:[::1]:53", "tcp:9"})
         CHECK(parse::socket_endpoint(parse::socket_endpoint(text).str()) == parse::socket_endpoint(text));
-    for (const char* text : {"", "unix:", "unix:@", "tcp:host", "tcp::80", "tcp:h:99999", "tcp:h:x",
+    for (const char* text : {"", "unix:", "unix:@", "tcp:host", "tcp::80", "tcp:", "tcp:99999", "tcp:-1", "tcp:h:99999", "tcp:h:x",
                              "http://x", "tcp:::1:80", "udp:[::1]"}) {
         CAPTURE(text);
         CHECK(code_of([&] { parse::socket_endpoint(text); }) == exit_code::usage);

@@ -519,7 +519,10 @@ TEST_CASE("rpc: a C++ handler server and the client class, with cancellation whe
         saw_cancel = c.cancelled();
         return nullptr;
     };
-    o.methods = {echo, fail, wait};
+    rpc::method size;
+    size.name = "size";
+    size.fn = [](rpc::call& c) -> json { return c.req().params[0].get<std::string>().size(); };
+    o.methods = {echo, fail, wait, size, command("stdin", {"cat"})};
     auto ep = ipc::parse::socket_endpoint("unix:" + dir / "h.sock");
     rpc::server s(rpc::listener(ep, 0600), o);
     std::thread t([&] { s.run(); });
@@ -547,6 +550,26 @@ TEST_CASE("rpc: a C++ handler server and the client class, with cancellation whe
             CHECK(e.object()["data"]["why"] == 1);
         }
         CHECK_THROWS_AS(c.call("absent"), rpc::remote_error);
+    }
+    {
+        // Large strings by reference: the handler gets the bytes, a command
+        // the reference, and the segment is gone after the call.
+        rpc::client_options co;
+        co.by_reference_from = 1024;
+        rpc::client c(ep, co);
+        std::string big(1 << 20, 'q');
+        big[12345] = 'z';
+        CHECK(c.call("size", json::array({big, "small"})) == big.size());
+        CHECK(c.call("echo", json::array({"short"})) == json::array({"short"}));
+        // A command given an array reads the path among its arguments...
+        CHECK(c.call("stdin", json::array({big})) == big);
+        // ...and sees the reference in the JSON on its stdin.
+        auto seen = c.call("stdin", json{{"data", big}});
+        REQUIRE(seen.contains("data"));
+        REQUIRE(seen["data"].is_object());
+        std::string seg = seen["data"]["$shm"];
+        CHECK(seen["data"]["size"] == big.size());
+        CHECK(::access(("/dev/shm" + seg).c_str(), F_OK) != 0);
     }
     {
         rpc::client_options co;

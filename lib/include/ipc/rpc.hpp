@@ -252,6 +252,12 @@ struct client_options {
     /// this long; the client renews at a third of it while it waits.
     std::optional<std::chrono::milliseconds> lease;
     std::size_t max_reply = rpc::max_reply;
+    /// call() passes a string param of at least this many bytes by reference
+    /// (a shared-memory segment) to a server on a Unix socket; 0: never. A
+    /// C++ handler receives the same string; a command receives a path to
+    /// read (see ipc-rpc(1), PARAMETER PASSING), so turn it on for servers
+    /// whose methods expect that.
+    std::size_t by_reference_from = 0;
     /// Procedures on this side that the server may call back over the same
     /// connection while a call is in flight (parameters by name: a param
     /// {"$callback": NAME} tells the server it may). A callback returns its
