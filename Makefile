@@ -12,7 +12,7 @@ CTEST_ARGS ?=
 
 CONFIGURE = cmake -S . -B $(1) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DIPC_WERROR=$(WERROR) $(CMAKE_ARGS) $(2) >/dev/null
 
-.PHONY: all deps build test demo install man sanitize tsan torture bench bench-pipe bench-mq bench-shm bench-mbox clean distclean
+.PHONY: all deps build test demo install man sanitize tsan torture bench bench-pipe bench-mq bench-shm bench-mbox bench-rpc clean distclean
 
 all: build
 
@@ -59,7 +59,7 @@ torture: build
 	$(BUILD)/tests/mbox_torture --rounds $$(( $(TORTURE_ROUNDS) / 4 ))
 
 # Benchmarks are not tests: ratios against a baseline measured in the same run.
-bench: bench-pipe bench-mq bench-shm bench-mbox
+bench: bench-pipe bench-mq bench-shm bench-mbox bench-rpc
 
 bench-pipe: build
 	@tools/deps.sh bench
@@ -79,6 +79,12 @@ bench-mbox: build
 	@tools/deps.sh bench test
 	@$(BUILD)/bench/bench_mbox --start-redis
 	@$(BUILD)/bench/bench_mbox --backend local
+
+# ipc-rpc: an echo method (1 and 16 clients, JSON and CBOR, and a command per
+# call) against a raw Unix-socket ping-pong of the same request and reply.
+bench-rpc: build
+	@tools/deps.sh bench
+	@$(BUILD)/bench/bench_rpc --rounds 5
 
 clean:
 	cmake --build $(BUILD) --target clean

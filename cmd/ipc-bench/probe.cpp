@@ -5,11 +5,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
+#include <deque>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include <fcntl.h>
@@ -36,6 +39,7 @@
 #include "ipc/mq.hpp"
 #include "ipc/output.hpp"
 #include "ipc/ring.hpp"
+#include "ipc/rpc.hpp"
 #include "ipc/sync.hpp"
 
 namespace bench {
@@ -816,6 +820,187 @@ private:
     ipc::mbox::location down_, up_;
 };
 
+// ---- ipc-rpc ----
+
+// A message travels as a JSON string whose code points are its bytes
+// (Latin-1 as UTF-8): any bytes, --verify's binary header included, survive
+// JSON text and CBOR alike, and the echo gives back exactly what was sent.
+std::string bytes_as_text(std::string_view b) {
+    std::string t;
+    t.reserve(b.size() + 32);
+    for (unsigned char c : b) {
+        if (c < 0x80) t += static_cast<char>(c);
+        else {
+            t += static_cast<char>(0xC0 | (c >> 6));
+            t += static_cast<char>(0x80 | (c & 0x3F));
+        }
+    }
+    return t;
+}
+
+// The bytes back; a code point over 0xFF (nothing the echo should give) is
+// kept as '?', which --verify then finds corrupted.
+void text_as_bytes(std::string_view t, std::string& out) {
+    out.clear();
+    out.reserve(t.size());
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        auto c = static_cast<unsigned char>(t[i]);
+        if (c < 0x80) out += static_cast<char>(c);
+        else if ((c & 0xFE) == 0xC2 && i + 1 < t.size()) out += static_cast<char>(((c & 0x03) << 6) | (t[++i] & 0x3F));
+        else out += '?';
+    }
+}
+
+using rpc_json = ipc::rpc::json;
+
+// The server's side: ipc::rpc::server in a thread of the child, with one
+// worker, so that notifications run in the order they were sent, as the
+// other mechanisms deliver them. "echo" (a C++ handler, as a method of
+// ipc::rpc::server_options) answers a round trip without the child's loop;
+// the notifications "put" (a streamed message) and "end" come to recv().
+class rpc_server_side : public conn {
+public:
+    rpc_server_side(ipc::rpc::listener l, std::size_t max_request) {
+        ipc::rpc::server_options o;
+        o.workers = 1;
+        o.max_request = max_request;
+        o.max_queued = std::size_t(1) << 20;  // a notification refused for want of room would be lost
+        ipc::rpc::method echo;
+        echo.name = "echo";
+        echo.fn = [](ipc::rpc::call& c) { return c.req().params; };
+        ipc::rpc::method put;
+        put.name = "put";
+        put.fn = [this](ipc::rpc::call& c) -> rpc_json {
+            const auto& p = c.req().params;
+            push(p.is_array() && !p.empty() && p[0].is_string() ? p[0].get<std::string>() : std::string(), false);
+            return nullptr;
+        };
+        ipc::rpc::method end;
+        end.name = "end";
+        end.fn = [this](ipc::rpc::call&) -> rpc_json {
+            push({}, true);
+            return nullptr;
+        };
+        o.methods = {echo, put, end};
+        // The measuring process gone without a word: stop too.
+        o.on_disconnect = [this](std::uint64_t) { push({}, true); };
+        server_ = std::make_unique<ipc::rpc::server>(std::move(l), std::move(o));
+        thread_ = std::thread([this] {
+            try {
+                server_->run();
+            } catch (const std::exception&) {
+                push({}, true);
+            }
+        });
+    }
+    ~rpc_server_side() override {
+        server_->stop();
+        thread_.join();
+    }
+    void send(std::string_view) override {}  // the echo handler answers
+    got recv(std::string& buf, std::size_t, const deadline& until) override {
+        std::unique_lock lock(mu_);
+        auto ready = [&] { return !queue_.empty(); };
+        if (until.infinite()) cv_.wait(lock, ready);
+        else if (!cv_.wait_for(lock, until.remaining().value_or(std::chrono::nanoseconds(0)), ready)) return got::timeout;
+        auto [text, end] = std::move(queue_.front());
+        queue_.pop_front();
+        if (end) return got::end;
+        lock.unlock();
+        text_as_bytes(text, buf);
+        return got::message;
+    }
+    void finish() override {}
+
+private:
+    void push(std::string text, bool end) {
+        {
+            std::lock_guard lock(mu_);
+            queue_.emplace_back(std::move(text), end);
+        }
+        cv_.notify_one();
+    }
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::pair<std::string, bool>> queue_;
+    std::unique_ptr<ipc::rpc::server> server_;
+    std::thread thread_;
+};
+
+// The measuring side: ipc::rpc::client. A round trip is one call of "echo";
+// a stream is notifications ("put"), as RPC streams one way.
+class rpc_client_side : public conn {
+public:
+    rpc_client_side(const ipc::parse::endpoint& ep, ipc::rpc::encoding enc, std::size_t max_reply)
+        : client_(ep, [&] {
+              ipc::rpc::client_options o;
+              o.enc = enc;
+              o.max_reply = max_reply;
+              return o;
+          }()) {}
+    void one_way() override { one_way_ = true; }
+    void send(std::string_view m) override {
+        rpc_json params = rpc_json::array({bytes_as_text(m)});
+        if (one_way_) {
+            client_.notify("put", params);
+            return;
+        }
+        rpc_json r = client_.call("echo", params);
+        reply_ = r.is_array() && !r.empty() && r[0].is_string() ? r[0].get<std::string>() : std::string();
+        answered_ = true;
+    }
+    got recv(std::string& buf, std::size_t, const deadline&) override {
+        if (!answered_) return got::timeout;
+        answered_ = false;
+        text_as_bytes(reply_, buf);
+        return got::message;
+    }
+    void finish() override { client_.notify("end"); }
+
+private:
+    ipc::rpc::client client_;
+    bool one_way_ = false, answered_ = false;
+    std::string reply_;
+};
+
+// A Unix socket in a private temporary directory, listening before the fork;
+// the child serves it.
+class rpc_link : public link {
+public:
+    rpc_link(std::size_t size, ipc::rpc::encoding enc) : enc_(enc), creator_(::getpid()) {
+        char tmpl[] = "/tmp/ipc-bench-XXXXXX";
+        if (!::mkdtemp(tmpl)) fail("mkdtemp");
+        dir_ = tmpl;
+        // Room for the message as JSON text: a byte over 0x7F takes two, a
+        // control byte six (an escape).
+        max_ = std::max<std::size_t>(1u << 20, 6 * size + 65536);
+        ep_ = ipc::parse::socket_endpoint("unix:" + dir_ + "/rpc.sock");
+        try {
+            listener_.emplace(ep_, 0600);
+        } catch (...) {
+            ::rmdir(dir_.c_str());
+            throw;
+        }
+    }
+    ~rpc_link() override {
+        if (::getpid() != creator_) return;
+        listener_.reset();  // removes the socket file
+        ::rmdir(dir_.c_str());
+    }
+    std::unique_ptr<conn> side(bool child) override {
+        if (child) return std::make_unique<rpc_server_side>(std::move(*listener_), max_);
+        return std::make_unique<rpc_client_side>(ep_, enc_, max_);
+    }
+
+private:
+    ipc::rpc::encoding enc_;
+    pid_t creator_;
+    std::string dir_;
+    std::size_t max_ = 0;
+    ipc::parse::endpoint ep_;
+    std::optional<ipc::rpc::listener> listener_;
+};
+
 std::string bench_redis() {
     const char* url = std::getenv("IPC_BENCH_REDIS");
     return url ? url : "";
@@ -906,6 +1091,16 @@ std::vector<mechanism> build() {
              return std::nullopt;
          },
          [](std::size_t size, impl) { return std::make_unique<mbox_link>(size, bench_redis()); }});
+    add({"rpc", "ipc-rpc echo call, JSON lines over a Unix socket; stream: notifications; raw: unix-stream", true,
+         true, true, false, 0, usable, [](std::size_t size, impl w) -> std::unique_ptr<link> {
+             if (w == impl::raw) return std::make_unique<stream_socket_link>(AF_UNIX, size, impl::raw);
+             return std::make_unique<rpc_link>(size, ipc::rpc::encoding::json);
+         }});
+    add({"rpc-cbor", "ipc-rpc echo call, CBOR frames over a Unix socket; stream: notifications; raw: unix-stream",
+         true, true, true, false, 0, usable, [](std::size_t size, impl w) -> std::unique_ptr<link> {
+             if (w == impl::raw) return std::make_unique<stream_socket_link>(AF_UNIX, size, impl::raw);
+             return std::make_unique<rpc_link>(size, ipc::rpc::encoding::cbor);
+         }});
     for (auto& p : peer_mechanisms()) v.push_back(std::move(p));
     return v;
 }
@@ -1257,6 +1452,7 @@ throughput measure_throughput_here(const mechanism& m, impl which, std::size_t s
     bool complete = false;
     {
         auto c = lk->side(false);
+        c->one_way();
         std::string msg = payload(n);
         t0 = mono_ns();
         std::int64_t end = t0 + s.duration.count();

@@ -33,6 +33,9 @@ public:
     /// Tells the peer no more messages come (closes a stream, or sends the
     /// mechanism's end marker).
     virtual void finish() = 0;
+    /// Says that no message that follows is answered (a throughput run): a
+    /// mechanism of requests and replies sends them without waiting.
+    virtual void one_way() {}
 };
 
 /// A mechanism set up before the fork; each process then takes its side.

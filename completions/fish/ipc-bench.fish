@@ -79,7 +79,9 @@ function __ipc_bench_mechanisms
         shm-adaptive 'ipc-shm channel, --wait adaptive' \
         shm-block 'ipc-shm channel, --wait block' \
         mbox 'ipc-mbox local mailbox' \
-        mbox-redis 'ipc-mbox on the Redis server IPC_BENCH_REDIS names'
+        mbox-redis 'ipc-mbox on the Redis server IPC_BENCH_REDIS names' \
+        rpc 'ipc-rpc echo call, JSON lines over a Unix socket' \
+        rpc-cbor 'ipc-rpc echo call, CBOR frames over a Unix socket'
 end
 
 # What check --require takes, described: the mechanisms, groups of them and

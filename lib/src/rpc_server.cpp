@@ -24,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -153,9 +154,11 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// What a call in flight shares with whoever may cancel it.
+// What a call in flight shares with whoever may cancel it. Its eventfd is
+// made when first asked for (a command's call, or a handler that waits on
+// cancel_fd()): most handler calls never need one, and two system calls a
+// call are a good part of a small call's cost.
 struct call_state {
-    unique_fd efd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
     std::atomic<bool> cancelled{false};
     std::atomic<clock::rep> renewed{clock::now().time_since_epoch().count()};
     std::optional<std::chrono::milliseconds> lease;
@@ -164,12 +167,24 @@ struct call_state {
     void renew() { renewed = clock::now().time_since_epoch().count(); }
     void cancel() {
         if (cancelled.exchange(true)) return;
+        std::lock_guard lock(fmu);
+        if (!efd) return;  // made readable when it is made
         std::uint64_t one = 1;
         [[maybe_unused]] auto r = ::write(efd.get(), &one, sizeof one);
+    }
+    // Readable once cancelled; -1 when no eventfd can be made.
+    int fd() {
+        std::lock_guard lock(fmu);
+        if (!efd) efd.reset(::eventfd(cancelled.load() ? 1 : 0, EFD_CLOEXEC | EFD_NONBLOCK));
+        return efd.get();
     }
     bool lease_expired(clock::time_point now) const {
         return lease && now - clock::time_point(clock::duration(renewed.load())) > *lease;
     }
+
+private:
+    std::mutex fmu;
+    unique_fd efd;  // under fmu
 };
 
 // Where a call's reply goes: a stream connection or a datagram peer.
@@ -426,7 +441,7 @@ json call::call_back(const std::string& name, const json& params, std::chrono::n
 }
 
 bool call::cancelled() const { return state_ && static_cast<call_state*>(state_.get())->cancelled.load(); }
-int call::cancel_fd() const { return state_ ? static_cast<call_state*>(state_.get())->efd.get() : -1; }
+int call::cancel_fd() const { return state_ ? static_cast<call_state*>(state_.get())->fd() : -1; }
 
 struct server::impl {
     listener l;
@@ -594,15 +609,25 @@ struct server::impl {
             std::erase_if(leased, [](const auto& w) { return w.expired(); });
             leased.push_back(st);
         }
+        std::vector<std::string> callbacks;
+        if (q.params.is_object() || q.params.is_array())
+            for (const auto& e : q.params)
+                if (auto cb = callback_of(e)) callbacks.push_back(*cb);
+        if (m->fn && m->quick && callbacks.empty()) {
+            // A handler that never blocks: run here, with no worker woken.
+            // (One with callbacks waits for answers that only this thread
+            // reads: it goes to a worker.)
+            job j{c, b, m, std::move(q), std::move(x), std::move(st), keyed, {}};
+            return complete(j);
+        }
         if (auto* sc = dynamic_cast<conn*>(c.get()); sc && q.id) sc->track(st);
         {
-            std::lock_guard lock(qmu);
+            std::unique_lock lock(qmu);
             if (queue.size() < o.max_queued) {
-                std::vector<std::string> callbacks;
-                if (q.params.is_object() || q.params.is_array())
-                    for (const auto& e : q.params)
-                        if (auto cb = callback_of(e)) callbacks.push_back(*cb);
                 queue.push_back(job{c, b, m, std::move(q), std::move(x), std::move(st), keyed, std::move(callbacks)});
+                // Woken after the unlock: a worker woken under the lock
+                // would block on it at once (two more system calls a call).
+                lock.unlock();
                 qcv.notify_one();
                 return;
             }
@@ -803,6 +828,10 @@ struct server::impl {
             ::_exit(127);
         }
         exec_w.reset();
+        // Readable when the command exits (Linux 5.3 and later; without it,
+        // its exit is looked for every 10 ms).
+        unique_fd exited(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+        int cancel_fd = st.fd();
         int rc = 0;
         if (::read(exec_r.get(), &rc, sizeof rc) == static_cast<ssize_t>(sizeof rc)) {
             int ignored;
@@ -830,7 +859,7 @@ struct server::impl {
             return how != end::normal;
         };
         while (out_r || err_r) {
-            pollfd p[6] = {{stop_r.get(), POLLIN, 0}, {st.efd.get(), POLLIN, 0}, {out_r.get(), POLLIN, 0},
+            pollfd p[6] = {{stop_r.get(), POLLIN, 0}, {cancel_fd, POLLIN, 0}, {out_r.get(), POLLIN, 0},
                            {err_r.get(), POLLIN, 0}, {relay ? relay.get() : -1, POLLIN, 0}, {in_w.get(), POLLOUT, 0}};
             auto left = until.remaining();
             int ms = left ? static_cast<int>(std::min<long long>(
@@ -884,8 +913,15 @@ struct server::impl {
                 pid_t w = ::waitpid(pid, &status, WNOHANG);
                 if (w == pid) break;
                 if (w < 0 && errno != EINTR) break;
-                pollfd sp[2] = {{stop_r.get(), POLLIN, 0}, {st.efd.get(), POLLIN, 0}};
-                if (::poll(sp, 2, 10) > 0 && interrupted_by(sp[0], sp[1])) break;
+                pollfd sp[3] = {{stop_r.get(), POLLIN, 0}, {cancel_fd, POLLIN, 0}, {exited.get(), POLLIN, 0}};
+                int ms = 10;
+                if (exited) {
+                    auto left = until.remaining();
+                    ms = left ? static_cast<int>(std::min<long long>(
+                                    std::chrono::duration_cast<std::chrono::milliseconds>(*left).count() + 1, 1000))
+                              : 1000;
+                }
+                if (::poll(sp, 3, ms) > 0 && interrupted_by(sp[0], sp[1])) break;
                 if (until.expired()) {
                     how = end::timed_out;
                     break;
@@ -952,31 +988,37 @@ struct server::impl {
                 j = std::move(queue.front());
                 queue.pop_front();
             }
-            std::vector<unique_fd> refs;
-            json r;
-            if (auto why = take_refs(j, refs); !why.empty())
-                r = error_response(j.req.id ? *j.req.id : json(), code::invalid_params, "Invalid params: " + why);
-            else r = j.m->fn ? run_handler(j) : execute(j, refs);
-            refs.clear();
-            std::vector<std::shared_ptr<link>> waiters;
-            if (j.keyed) {
-                try {
-                    store.finish(j.x.client, *j.req.id, r);
-                } catch (const std::exception& e) {
-                    r = error_response(*j.req.id, code::outcome_unknown,
-                                       fmt::format("Outcome unknown: the call ran but its reply could not be recorded: {}", e.what()));
-                }
-                std::lock_guard lock(imu);
-                auto it = running.find(record_key(j.x.client, *j.req.id));
-                if (it != running.end()) {
-                    waiters = std::move(it->second.waiters);
-                    running.erase(it);
-                }
-            }
-            if (!j.req.notification())
-                for (const auto& w : waiters) w->send(r);
-            deliver(j.l, j.b, j.req.notification() ? json() : std::move(r));
+            complete(j);
         }
+    }
+
+    // Runs a call and answers it (a worker's job, or a quick method's on the
+    // thread that read it).
+    void complete(job& j) {
+        std::vector<unique_fd> refs;
+        json r;
+        if (auto why = take_refs(j, refs); !why.empty())
+            r = error_response(j.req.id ? *j.req.id : json(), code::invalid_params, "Invalid params: " + why);
+        else r = j.m->fn ? run_handler(j) : execute(j, refs);
+        refs.clear();
+        std::vector<std::shared_ptr<link>> waiters;
+        if (j.keyed) {
+            try {
+                store.finish(j.x.client, *j.req.id, r);
+            } catch (const std::exception& e) {
+                r = error_response(*j.req.id, code::outcome_unknown,
+                                   fmt::format("Outcome unknown: the call ran but its reply could not be recorded: {}", e.what()));
+            }
+            std::lock_guard lock(imu);
+            auto it = running.find(record_key(j.x.client, *j.req.id));
+            if (it != running.end()) {
+                waiters = std::move(it->second.waiters);
+                running.erase(it);
+            }
+        }
+        if (!j.req.notification())
+            for (const auto& w : waiters) w->send(r);
+        deliver(j.l, j.b, j.req.notification() ? json() : std::move(r));
     }
 
     // A path socket's mode decides who may connect, unless --allow-uid or

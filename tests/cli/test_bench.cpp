@@ -42,7 +42,8 @@ std::vector<std::string> tiny(std::vector<std::string> more) {
 
 const std::vector<std::string> all_mechanisms{"pipe",     "fifo",    "unix-stream", "unix-dgram", "unix-seqpacket",
                                               "tcp",      "udp",     "posix-mq",    "sysv-mq",    "eventfd",
-                                              "futex",    "shm-spin", "shm-adaptive", "shm-block"};
+                                              "futex",    "shm-spin", "shm-adaptive", "shm-block", "rpc",
+                                              "rpc-cbor"};
 
 } // namespace
 
@@ -111,6 +112,34 @@ TEST_CASE("bench run: every mechanism, JSON Lines, verified", "[bench]") {
             CHECK(l["size_bytes"] == 8);
         }
     CHECK(eventfd_rows == 1);
+}
+
+TEST_CASE("bench run: ipc-rpc echo calls beside the raw Unix stream, verified", "[bench][rpc]") {
+    auto r = bench(tiny({"-M", "rpc,rpc-cbor", "-s", "64,4K", "--verify", "-o", "jsonl"}));
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    auto lines = parse_lines(r.out);
+    REQUIRE(lines.size() == 4);
+    std::set<std::pair<std::string, int>> seen;
+    for (const auto& l : lines) {
+        CAPTURE(l.dump());
+        seen.emplace(l["mechanism"].get<std::string>(), l["size_bytes"].get<int>());
+        REQUIRE(l["status"] == "ok");
+        CHECK(l["impl"] == "toolkit");
+        CHECK(l["samples"].get<long>() >= 1);
+        CHECK(l["min_ns"].get<double>() > 0);
+        CHECK(l["p50_ns"].get<double>() <= l["p99_ns"].get<double>());
+        CHECK(l["msgs_per_s"].get<double>() > 0);
+        // The raw baseline: the bare Unix stream ping-pong.
+        CHECK(l["raw_p50_ns"].get<double>() > 0);
+        CHECK(l["raw_msgs_per_s"].get<double>() > 0);
+        // Sequence numbers and checksums came back in the echoed payloads.
+        CHECK(l["lost"] == 0);
+        CHECK(l["duplicated"] == 0);
+        CHECK(l["reordered"] == 0);
+        CHECK(l["corrupted"] == 0);
+    }
+    CHECK(seen == std::set<std::pair<std::string, int>>{{"rpc", 64}, {"rpc", 4096}, {"rpc-cbor", 64}, {"rpc-cbor", 4096}});
 }
 
 TEST_CASE("bench run: sizes over a mechanism's limit are skipped with the reason", "[bench]") {

@@ -584,3 +584,76 @@ TEST_CASE("rpc: a C++ handler server and the client class, with cancellation whe
     }  // the client dropped its connection after the timeout: the call is cancelled
     CHECK(testing::eventually([&] { return saw_cancel.load(); }, std::chrono::seconds(10)));
 }
+
+TEST_CASE("rpc: a quick handler runs on the server's own thread, in batches and under exactly-once too", "[rpc][handler][quick]") {
+    using rpc::json;
+    testing::temp_dir dir;
+    std::atomic<std::thread::id> quick_on{}, worker_on{};
+    rpc::method quick;
+    quick.name = "quick";
+    quick.quick = true;
+    quick.fn = [&](rpc::call& c) -> json {
+        quick_on = std::this_thread::get_id();
+        return c.req().params;
+    };
+    rpc::method slow = quick;
+    slow.name = "slow";
+    slow.quick = false;
+    slow.fn = [&](rpc::call& c) -> json {
+        worker_on = std::this_thread::get_id();
+        return c.req().params;
+    };
+    rpc::method fail;
+    fail.name = "fail";
+    fail.quick = true;
+    fail.fn = [](rpc::call&) -> json { throw rpc::remote_error(rpc::error_object(-32099, "nope")); };
+    rpc::server_options o;
+    o.methods = {quick, slow, fail};
+    o.state_dir = dir / "state";
+    auto ep = ipc::parse::socket_endpoint("unix:" + dir / "q.sock");
+    rpc::server s(rpc::listener(ep, 0600), o);
+    std::thread t([&] { s.run(); });
+    struct stopper {
+        rpc::server& s;
+        std::thread& t;
+        ~stopper() {
+            s.stop();
+            t.join();
+        }
+    } stop{s, t};
+
+    for (auto enc : {rpc::encoding::json, rpc::encoding::cbor, rpc::encoding::msgpack}) {
+        INFO(rpc::name_of(enc));
+        rpc::client_options co;
+        co.enc = enc;
+        co.timeout = std::chrono::seconds(20);
+        rpc::client c(ep, co);
+        CHECK(c.call("quick", json::array({1, "x"})) == json::array({1, "x"}));
+        CHECK(c.call("slow", json{{"a", 2}}) == json{{"a", 2}});
+        CHECK_THROWS_AS(c.call("fail"), rpc::remote_error);
+        // A batch of quick and worker calls: one array with every answer.
+        auto reply = c.exchange(json::array({rpc::make_request("quick", json::array({1}), json(1)),
+                                             rpc::make_request("slow", json::array({2}), json(2)),
+                                             rpc::make_request("quick", json::array({3}), std::nullopt)}),
+                                true);
+        REQUIRE(reply);
+        REQUIRE(reply->is_array());
+        CHECK(reply->size() == 2);
+    }
+    CHECK(quick_on.load() == t.get_id());  // the thread that called run()
+    CHECK(worker_on.load() != t.get_id());
+
+    // Under exactly-once a quick call is recorded, and a resend is answered
+    // from the record.
+    rpc::client_options co;
+    co.sem = rpc::semantics::exactly_once;
+    co.client_id = "quick-test";
+    rpc::client c(ep, co);
+    json req = rpc::make_request("quick", json::array({7}), json(42));
+    auto first = c.exchange(req, true);
+    auto again = c.exchange(req, true);
+    REQUIRE(first);
+    REQUIRE(again);
+    CHECK((*first)["result"] == json::array({7}));
+    CHECK(*again == *first);
+}
