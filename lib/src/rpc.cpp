@@ -37,16 +37,33 @@ std::string_view message_of(int c) noexcept {
     }
 }
 
+namespace {
+
+// Whether text nests arrays and objects deeper than max_depth: one pass over
+// the bytes (brackets inside strings do not count), so that the parser that
+// follows needs no per-token callback and nothing recurses deeper later.
+bool too_deep(std::string_view text) {
+    std::size_t depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') in_string = true;
+        else if (c == '[' || c == '{') {
+            if (++depth > max_depth) return true;
+        } else if ((c == ']' || c == '}') && depth > 0) --depth;
+    }
+    return false;
+}
+
+} // namespace
+
 std::optional<json> parse_json(std::string_view text) {
-    // Deeper values are dropped as they are parsed (the parser itself keeps
-    // no recursion), so nothing later recurses deeper than max_depth.
-    bool too_deep = false;
-    json::parser_callback_t limit = [&too_deep](int depth, json::parse_event_t, json&) {
-        if (depth >= static_cast<int>(max_depth)) too_deep = true;
-        return !too_deep;
-    };
-    json v = json::parse(text.begin(), text.end(), limit, false);
-    if (v.is_discarded() || too_deep) return std::nullopt;
+    if (too_deep(text)) return std::nullopt;
+    json v = json::parse(text.begin(), text.end(), nullptr, false);
+    if (v.is_discarded()) return std::nullopt;
     return v;
 }
 
