@@ -359,8 +359,10 @@ public:
     const request& req() const { return *req_; }
     /// The caller's client id (its "ipc" extension), empty when none.
     const std::string& client_id() const { return client_; }
-    /// True once the caller is gone (and the method may be cancelled) or the
-    /// server is stopping; cancel_fd() becomes readable at the same moment.
+    /// True once the caller is gone (disconnected, or its lease ran out) and
+    /// the method does not run to completion; cancel_fd() becomes readable
+    /// at the same moment. (A stopping server kills the commands it runs; a
+    /// C++ handler is not told, and the server waits for it to return.)
     bool cancelled() const;
     int cancel_fd() const;
     /// The peer's credentials on a Unix socket (pid 0 when unknown).
