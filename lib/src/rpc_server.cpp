@@ -496,7 +496,7 @@ struct server::impl {
         methods.push_back({{"name", "rpc.describe"}, {"params", "none"}, {"result", "this description"}, {"idempotent", true}, {"run_to_completion", false}});
         json d = {{"server", "ipc-rpc"}, {"protocol", "JSON-RPC 2.0"}, {"version", o.api_version}, {"methods", methods}};
         if (!o.interface_name.empty()) d["interface"] = o.interface_name;
-        d["encodings"] = udp ? json::array({"json", "cbor", "msgpack"}) : json::array({"json", "cbor", "msgpack"});
+        d["encodings"] = json::array({"json", "cbor", "msgpack"});
         d["durable"] = store.durable();
         return d;
     }

@@ -26,6 +26,18 @@ using rpc::json;
 
 namespace {
 
+// A server running in a thread of the test, stopped and joined at the end,
+// also when the test fails.
+struct serving {
+    rpc::server s;
+    std::thread t;
+    serving(const ipc::parse::endpoint& ep, rpc::server_options o) : s(rpc::listener(ep, 0600), std::move(o)), t([this] { s.run(); }) {}
+    ~serving() {
+        s.stop();
+        t.join();
+    }
+};
+
 rpc::method command(std::string name, std::vector<std::string> argv) {
     rpc::method m;
     m.name = std::move(name);
@@ -524,16 +536,7 @@ TEST_CASE("rpc: a C++ handler server and the client class, with cancellation whe
     size.fn = [](rpc::call& c) -> json { return c.req().params[0].get<std::string>().size(); };
     o.methods = {echo, fail, wait, size, command("stdin", {"cat"})};
     auto ep = ipc::parse::socket_endpoint("unix:" + dir / "h.sock");
-    rpc::server s(rpc::listener(ep, 0600), o);
-    std::thread t([&] { s.run(); });
-    struct stopper {
-        rpc::server& s;
-        std::thread& t;
-        ~stopper() {
-            s.stop();
-            t.join();
-        }
-    } stop{s, t};
+    serving in_thread(ep, o);
 
     for (auto enc : {rpc::encoding::json, rpc::encoding::cbor, rpc::encoding::msgpack}) {
         rpc::client_options co;
@@ -611,16 +614,7 @@ TEST_CASE("rpc: a quick handler runs on the server's own thread, in batches and 
     o.methods = {quick, slow, fail};
     o.state_dir = dir / "state";
     auto ep = ipc::parse::socket_endpoint("unix:" + dir / "q.sock");
-    rpc::server s(rpc::listener(ep, 0600), o);
-    std::thread t([&] { s.run(); });
-    struct stopper {
-        rpc::server& s;
-        std::thread& t;
-        ~stopper() {
-            s.stop();
-            t.join();
-        }
-    } stop{s, t};
+    serving in_thread(ep, o);
 
     for (auto enc : {rpc::encoding::json, rpc::encoding::cbor, rpc::encoding::msgpack}) {
         INFO(rpc::name_of(enc));
@@ -640,8 +634,8 @@ TEST_CASE("rpc: a quick handler runs on the server's own thread, in batches and 
         REQUIRE(reply->is_array());
         CHECK(reply->size() == 2);
     }
-    CHECK(quick_on.load() == t.get_id());  // the thread that called run()
-    CHECK(worker_on.load() != t.get_id());
+    CHECK(quick_on.load() == in_thread.t.get_id());  // the thread that called run()
+    CHECK(worker_on.load() != in_thread.t.get_id());
 
     // Under exactly-once a quick call is recorded, and a resend is answered
     // from the record.
