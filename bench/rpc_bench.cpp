@@ -10,7 +10,7 @@
 //               of this process, one connection each); JSON and CBOR
 //   command:    the same echo served by a command per call (cat), 1 client
 //   *-quick:    the echo handler marked quick (method::quick): it runs on the
-//               server's poll thread, with no worker woken
+//               thread reading its connection, with no worker woken
 //
 // Usage: bench_rpc [--iterations N] [--rounds R] [--size BYTES] [--clients C]
 //                  [--quick] [--only raw,json-1,json-16,cbor-1,cbor-16,command,
@@ -254,7 +254,7 @@ void rpc_server(rpc::listener l) {
     echo.fn = [](rpc::call& c) { return c.req().params; };
     o.methods.push_back(echo);
     echo.name = "echo-quick";
-    echo.quick = true;  // run on the server's poll thread, no worker woken
+    echo.quick = true;  // run on the connection's reader thread, no worker woken
     o.methods.push_back(echo);
     rpc::method cat;
     cat.name = "cat";

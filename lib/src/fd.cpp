@@ -40,6 +40,8 @@ void unique_fd::reset(int fd) noexcept {
     fd_ = fd;
 }
 
+bool signal_handlers_installed() noexcept { return g_handlers_installed; }
+
 void install_signal_handlers() {
     struct sigaction sa {};
     sa.sa_handler = on_interrupt;

@@ -302,7 +302,8 @@ void send_bytes(int fd, std::string_view line, const deadline& until) {
     std::size_t done = 0;
     while (done < line.size()) {
         // MSG_NOSIGNAL: a peer that is gone is EPIPE here, not a SIGPIPE.
-        ssize_t n = retry([&] { return ::send(fd, line.data() + done, line.size() - done, MSG_NOSIGNAL); });
+        // MSG_DONTWAIT: the deadline holds on a blocking socket too.
+        ssize_t n = retry([&] { return ::send(fd, line.data() + done, line.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT); });
         if (n >= 0) {
             done += static_cast<std::size_t>(n);
             continue;

@@ -2,6 +2,7 @@
 // The RPC client: one endpoint, a kept connection, the chosen encoding, and
 // the failure semantics (what is resent after a failure, and what is
 // reported as an unknown outcome).
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -80,6 +81,10 @@ struct client::impl {
     frame_reader reader{max_reply};
     std::int64_t counter;
     bool udp;
+    // Replies read by a blocking recv(2) bounded by SO_RCVTIMEO (the
+    // per-attempt timeout), with no poll(2) first: without a lease to renew
+    // or signal handlers to honour.
+    bool blocking_reads = false;
 
     impl(parse::endpoint e, client_options opts) : ep(std::move(e)), o(std::move(opts)), udp(ep.type == parse::endpoint::kind::udp) {
         if (o.client_id.empty() && (o.sem == semantics::exactly_once || udp)) o.client_id = random_hex(8);
@@ -101,6 +106,23 @@ struct client::impl {
             return;
         }
         fd = connect(ep, until);
+        blocking_reads = false;
+        if (!o.lease && !signal_handlers_installed()) {
+            // Writes pass MSG_DONTWAIT (send_bytes); reads block up to the
+            // timeout. (Not in a program that handles SIGINT: a signal just
+            // before recv(2) would go unseen until the reply.)
+            timeval tv{};
+            if (o.timeout) {
+                auto us = std::chrono::duration_cast<std::chrono::microseconds>(*o.timeout).count();
+                tv.tv_sec = static_cast<time_t>(us / 1000000);
+                tv.tv_usec = static_cast<suseconds_t>(us % 1000000);
+            }
+            int fl = ::fcntl(fd.get(), F_GETFL);
+            blocking_reads = (!o.timeout || *o.timeout >= std::chrono::milliseconds(20)) && fl >= 0 &&
+                             ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
+                             ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK) == 0;
+            if (!blocking_reads && fl >= 0) ::fcntl(fd.get(), F_SETFL, fl);
+        }
         reader = frame_reader(o.max_reply);
         reader.expect(o.enc);
         if (o.enc != encoding::json) {
@@ -130,6 +152,27 @@ struct client::impl {
             case frame_reader::status::too_long:
                 throw bad_answer{error(exit_code::protocol, fmt::format("malformed reply: over {} bytes", o.max_reply))};
             case frame_reader::status::need_more: break;
+            }
+            // Most of the attempt left: one blocking read, which returns by
+            // the deadline give or take 10 ms. Else (a reply in pieces, a
+            // lease to renew) poll first.
+            if (blocking_reads && (until.infinite() || *until.remaining() + std::chrono::milliseconds(10) >= *o.timeout)) {
+                ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                    if (until.expired()) throw temp_failure("no reply within the timeout", ETIMEDOUT);
+                    continue;
+                }
+                if (n > 0) {
+                    reader.feed(buf, static_cast<std::size_t>(n));
+                    continue;
+                }
+                // The end or an error: reported below as always.
+                if (n == 0) {
+                    if (!reader.rest().empty()) throw error(exit_code::protocol, "the server closed the connection in the middle of a reply");
+                    throw error(exit_code::protocol, "the server closed the connection without replying");
+                }
+                if (errno == ECONNRESET) throw error(exit_code::protocol, "the server reset the connection before replying", errno);
+                throw system_error(errno, "read the reply");
             }
             deadline step = until;
             if (o.lease) {

@@ -204,14 +204,19 @@ struct link {
     uid_t uid = static_cast<uid_t>(-1);
 };
 
-// One client connection. The main loop reads; workers write whole messages.
+// One client connection: a thread of its own reads it (blocking reads: a
+// small call costs the same system calls as a raw ping-pong); workers and
+// that thread write whole messages.
 struct conn : link {
-    unique_fd fd;
+    unique_fd fd;  // blocking; writes say MSG_DONTWAIT and wait with poll
     frame_reader reader;
     bool tcp;
     bool discarding = false;  // refused or over the size limit: input is dropped
     bool eof = false;         // the client sent all it will send
-    clock::time_point last_heard = clock::now();
+    std::atomic<clock::rep> heard{clock::now().time_since_epoch().count()};
+    std::thread thread;       // the reader; joined by the server
+
+    clock::time_point last_heard() const { return clock::time_point(clock::duration(heard.load(std::memory_order_relaxed))); }
     std::mutex wmu;
     bool broken = false;  // under wmu
     std::mutex cmu;
@@ -229,7 +234,7 @@ struct conn : link {
         auto until = clock::now() + std::chrono::seconds(10);
         std::size_t done = 0;
         while (done < bytes.size()) {
-            ssize_t n = ::send(fd.get(), bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+            ssize_t n = ::send(fd.get(), bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n > 0) {
                 done += static_cast<std::size_t>(n);
                 continue;
@@ -454,7 +459,9 @@ struct server::impl {
     std::deque<job> queue;
     bool quit = false;
     std::vector<std::thread> threads;
-    std::vector<std::shared_ptr<conn>> conns;
+    std::mutex lmu;
+    std::vector<std::shared_ptr<conn>> conns;  // under lmu: connections being read
+    std::vector<std::thread> finished;          // under lmu: readers done, to join
     std::uint64_t next_conn = 0;
     clock::time_point accept_paused_until{};
     std::mutex imu;
@@ -1061,7 +1068,11 @@ struct server::impl {
     void accept_all() {
         bool is_unix = l.where().type == parse::endpoint::kind::unix_path ||
                        l.where().type == parse::endpoint::kind::unix_abstract;
-        while (conns.size() < o.max_connections) {
+        for (;;) {
+            {
+                std::lock_guard lock(lmu);
+                if (conns.size() >= o.max_connections) return;
+            }
             unique_fd fd(::accept4(l.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
             if (!fd) {
                 // Out of descriptors or memory: the connection stays queued
@@ -1072,6 +1083,8 @@ struct server::impl {
                     accept_paused_until = clock::now() + std::chrono::milliseconds(100);
                 return;
             }
+            // The reader blocks in recv(2); writers pass MSG_DONTWAIT.
+            set_blocking(fd.get());
             if (!is_unix) {
                 int one = 1;
                 ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1080,29 +1093,69 @@ struct server::impl {
             c->number = ++next_conn;
             json refusal;
             if (is_unix && !admitted(*c, refusal)) refuse(c, refusal);
-            conns.push_back(std::move(c));
+            std::lock_guard lock(lmu);
+            conns.push_back(c);
+            try {
+                c->thread = std::thread([this, c] { read_conn(c); });
+            } catch (const std::system_error&) {
+                // No thread to be had: the connection is closed.
+                conns.pop_back();
+                return;
+            }
         }
     }
 
-    // Reads what c has; false when it is done (closed or failed).
-    bool read_from(const std::shared_ptr<conn>& c, short revents) {
-        if (c->eof) {
-            // Half-closed: kept only to see the client leave while its
-            // calls run (a Unix peer that closes says POLLHUP).
-            if (revents & (POLLHUP | POLLERR)) {
-                c->gone();
-                return false;
+    static void set_blocking(int fd) {
+        int fl = ::fcntl(fd, F_GETFL);
+        if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
+
+    // A connection's reader: blocking reads until the client is done, then
+    // it leaves the list and its thread waits to be joined.
+    void read_conn(const std::shared_ptr<conn>& c) {
+        sigset_t pipe_only;
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        ::pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);  // SIGINT and SIGTERM are blocked already
+        std::vector<char> buf(65536);
+        for (;;) {
+            if (c->eof) {
+                // Half-closed: kept only to see the client leave while its
+                // calls run (a Unix peer that closes says POLLHUP).
+                if (c->in_flight() == 0) break;
+                pollfd p{c->fd.get(), 0, 0};
+                if (::poll(&p, 1, 100) > 0 && (p.revents & (POLLHUP | POLLERR))) {
+                    c->gone();
+                    break;
+                }
+                continue;
             }
-            return c->in_flight() > 0;
+            ssize_t n = ::recv(c->fd.get(), buf.data(), buf.size(), 0);
+            if (n < 0 && errno == EINTR) continue;
+            short revents = 0;
+            if (n == 0 && !c->tcp) {
+                pollfd p{c->fd.get(), 0, 0};
+                if (::poll(&p, 1, 0) > 0) revents = p.revents;
+            }
+            if (!took(c, buf.data(), n, revents)) break;
         }
-        char buf[65536];
-        ssize_t n = ::read(c->fd.get(), buf, sizeof buf);
+        {
+            std::lock_guard lock(lmu);
+            std::erase(conns, c);
+            finished.push_back(std::move(c->thread));
+        }
+        if (o.on_disconnect) o.on_disconnect(c->number);
+    }
+
+    // Takes the result of one read (n bytes, 0 at the end, < 0 an error
+    // with errno); false when the connection is done.
+    bool took(const std::shared_ptr<conn>& c, const char* buf, ssize_t n, short revents) {
         if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) return true;
+            if (errno == EAGAIN) return true;
             c->gone();
             return false;
         }
-        c->last_heard = clock::now();
+        c->heard.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
         if (c->discarding) return n > 0;
         if (n == 0) {
             // Over TCP a close and a half-close look alike: either way the
@@ -1154,14 +1207,23 @@ struct server::impl {
         }
     }
 
-    // Leases, idle connections: looked at every 100 ms.
-    void housekeeping(std::vector<std::shared_ptr<conn>>& list) {
+    // Leases, idle connections, readers to join: looked at every 100 ms.
+    void housekeeping() {
         auto now = clock::now();
+        std::vector<std::shared_ptr<conn>> list;
+        std::vector<std::thread> done;
+        {
+            std::lock_guard lock(lmu);
+            list = conns;
+            done.swap(finished);
+        }
+        for (auto& t : done) t.join();
         // A stream connection's traffic renews its calls.
         for (auto& c : list) {
+            auto heard = c->last_heard();
             std::lock_guard lock(c->cmu);
             for (auto& w : c->calls)
-                if (auto st = w.lock(); st && st->lease && now - c->last_heard < *st->lease) st->renew();
+                if (auto st = w.lock(); st && st->lease && now - heard < *st->lease) st->renew();
         }
         {
             std::lock_guard lock(imu);
@@ -1176,11 +1238,9 @@ struct server::impl {
             });
         }
         if (!o.idle_timeout) return;
-        std::erase_if(list, [&](const std::shared_ptr<conn>& c) {
-            if (now - c->last_heard < *o.idle_timeout || c->in_flight() > 0) return false;
-            if (o.on_disconnect) o.on_disconnect(c->number);
-            return true;
-        });
+        // Closed under its reader, which then leaves (and says so).
+        for (auto& c : list)
+            if (now - c->last_heard() >= *o.idle_timeout && c->in_flight() == 0) ::shutdown(c->fd.get(), SHUT_RDWR);
     }
 
     void run() {
@@ -1198,41 +1258,35 @@ struct server::impl {
             sigset_t* old;
             ~restore() { ::pthread_sigmask(SIG_SETMASK, old, nullptr); }
         } restore_mask{&old};
-        // Workers inherit the blocked mask: signals go to this thread only.
+        // Workers and readers inherit the blocked mask: signals go to this thread only.
         for (unsigned i = 0; i < o.workers; ++i) threads.emplace_back([this] { worker(); });
         ::pthread_sigmask(SIG_SETMASK, &before_workers, nullptr);
         int signo = 0;
-        std::vector<pollfd> fds;
         auto next_chores = clock::now();
         for (;;) {
             if ((signo = pending_interrupt()) != 0) break;
             auto now = clock::now();
             if (now >= next_chores) {
-                housekeeping(conns);
+                housekeeping();
                 next_chores = now + std::chrono::milliseconds(100);
             }
-            fds.clear();
-            fds.push_back({stop_r.get(), POLLIN, 0});
             bool paused = now < accept_paused_until;
-            bool room = udp || (conns.size() < o.max_connections && !paused);
-            fds.push_back({room ? l.fd() : -1, POLLIN, 0});
-            for (const auto& c : conns) fds.push_back({c->fd.get(), static_cast<short>(c->eof ? 0 : POLLIN), 0});
+            bool room = udp;
+            if (!udp && !paused) {
+                std::lock_guard lock(lmu);
+                room = conns.size() < o.max_connections;
+            }
+            pollfd fds[2] = {{stop_r.get(), POLLIN, 0}, {room ? l.fd() : -1, POLLIN, 0}};
             auto wake = next_chores;
             if (paused) wake = std::min(wake, accept_paused_until);
             auto ns = std::max<long long>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(wake - now).count());
             timespec left{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-            int r = ::ppoll(fds.data(), fds.size(), &left, &old);
+            int r = ::ppoll(fds, 2, &left, &old);
             if (r < 0) {
                 if (errno == EINTR) continue;
                 break;
             }
             if (fds[0].revents) break;
-            std::vector<std::shared_ptr<conn>> keep;
-            for (std::size_t i = 0; i < conns.size(); ++i) {
-                if (fds[i + 2].revents == 0 || read_from(conns[i], fds[i + 2].revents)) keep.push_back(std::move(conns[i]));
-                else if (o.on_disconnect) o.on_disconnect(conns[i]->number);
-            }
-            conns = std::move(keep);
             if (fds[1].revents) {
                 if (udp) read_datagrams();
                 else accept_all();
@@ -1252,7 +1306,22 @@ struct server::impl {
         stop();  // commands still running are killed
         for (auto& t : threads) t.join();
         threads.clear();
-        conns.clear();
+        // Then the readers: each wakes at the end of its input and leaves.
+        std::vector<std::thread> readers;
+        {
+            std::lock_guard lock(lmu);
+            for (auto& c : conns) ::shutdown(c->fd.get(), SHUT_RDWR);
+        }
+        for (;;) {
+            {
+                std::lock_guard lock(lmu);
+                for (auto& t : finished) readers.push_back(std::move(t));
+                finished.clear();
+                if (conns.empty()) break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        for (auto& t : readers) t.join();
     }
 
     ~impl() {

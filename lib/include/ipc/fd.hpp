@@ -45,6 +45,10 @@ private:
 /// SIGPIPE is ignored so that writes report EPIPE. Called by the run wrapper.
 void install_signal_handlers();
 
+/// Whether install_signal_handlers() ran: a blocking call can then miss a
+/// signal that lands just before it, so waits go through ppoll(2) instead.
+bool signal_handlers_installed() noexcept;
+
 /// Signal number of a SIGINT/SIGTERM received so far, 0 if none.
 int pending_interrupt() noexcept;
 

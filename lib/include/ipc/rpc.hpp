@@ -343,13 +343,14 @@ struct method {
     bool idempotent = false;
     bool run_to_completion = false; ///< not cancelled when the caller is gone
     /// A handler that never blocks and returns at once may run on the
-    /// server's own thread, as soon as its request is read, instead of a
-    /// worker's: no thread is woken for it, which saves a good part of a
-    /// small call's round trip. While it runs the server reads no other
-    /// request, and nothing can cancel it: a handler that waits (on
-    /// cancel_fd(), a lock, I/O, call_back()) must not be quick. A call whose
-    /// params name callbacks goes to a worker all the same. Ignored for
-    /// commands.
+    /// thread that reads its connection (each connection has one), as soon
+    /// as its request is read, instead of a worker's: no thread is woken for
+    /// it, which saves a good part of a small call's round trip. Quick calls
+    /// of different connections run at once, like workers' calls. While it
+    /// runs the server reads nothing else from that connection, and nothing
+    /// can cancel it: a handler that waits (on cancel_fd(), a lock, I/O,
+    /// call_back()) must not be quick. A call whose params name callbacks
+    /// goes to a worker all the same. Ignored for commands.
     bool quick = false;
 };
 
