@@ -35,9 +35,30 @@ compare() {
     rm -f /tmp/ipc-bench-a.$$ /tmp/ipc-bench-b.$$
 }
 
+# Round trips: the channel and its baseline alternate in 20 blocks inside one
+# pair of processes (rt-compare), RUNS times; on a VM the host moves virtual
+# CPUs about between runs, which makes separate runs incomparable.
+# rt_compare LABEL MODE GOAL
+rt_compare() {
+    : > /tmp/ipc-bench-r.$$
+    i=0
+    while [ $i -lt "$runs" ]; do
+        out=$($b rt-compare "$2" "$((n * 2))" 20)
+        echo "$out" >> /tmp/ipc-bench-r.$$
+        i=$((i + 1))
+    done
+    placement=$(tail -1 /tmp/ipc-bench-r.$$ | sed -n 's/.*placement="\([^"]*\)".*/\1/p')
+    baseline=$(tail -1 /tmp/ipc-bench-r.$$ | sed -n 's/.*baseline=\([a-z-]*\).*/\1/p')
+    printf '%-40s p50_ns         toolkit %s (%s)  baseline %s %s (%s)  ratio %s (%s)  [%s; goal %s]\n' "$1" \
+        "$(field channel_p50_ns < /tmp/ipc-bench-r.$$ | median)" "$(field channel_p50_ns < /tmp/ipc-bench-r.$$ | spread)" \
+        "$baseline" "$(field baseline_p50_ns < /tmp/ipc-bench-r.$$ | median)" "$(field baseline_p50_ns < /tmp/ipc-bench-r.$$ | spread)" \
+        "$(field ' ratio' < /tmp/ipc-bench-r.$$ | median)" "$(field ' ratio' < /tmp/ipc-bench-r.$$ | spread)" "$placement" "$3"
+    rm -f /tmp/ipc-bench-r.$$
+}
+
 echo "shared-memory channel vs raw probes, $runs alternating runs each (BENCH_CPUS=$BENCH_CPUS)"
-compare "64 B round trip, spin" p50_ns "rt-channel spin $n" "rt-atomic $n" "<= 2 x two-atomic ping-pong"
-compare "64 B round trip, block" p50_ns "rt-channel block $n" "rt-futex $n" "<= 1.5 x futex ping-pong"
+rt_compare "64 B round trip, spin" spin "<= 2 x two-atomic ping-pong"
+rt_compare "64 B round trip, block" block "<= 1.5 x futex ping-pong"
 compare "64 B one-way stream (bursts)" msgs_per_s "stream-channel 64 $((n * 100))" "stream-spsc 64 $((n * 100))" ">= 0.5 x SPSC ring"
 compare "64 B one-way stream (one call each)" msgs_per_s "stream-channel-single 64 $((n * 100))" "stream-spsc 64 $((n * 100))" "none: for contrast"
 compare "64 KiB one-way stream" msgs_per_s "stream-channel 65536 $((n * 2))" "stream-spsc 65536 $((n * 2))" ">= 0.8 x SPSC ring"
