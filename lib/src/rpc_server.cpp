@@ -798,11 +798,16 @@ struct server::impl {
         for (auto& e : env) envp.push_back(e.data());
         envp.push_back(nullptr);
 
-        // fork and exec rather than posix_spawn, for what the child sets up
-        // itself: its own process group (so the time limit kills all of it),
-        // no blocked signals, default dispositions, and death with the server
-        // (PR_SET_PDEATHSIG), so that a server killed mid-call leaves no
-        // command running behind it. Only async-signal-safe calls after fork.
+        // fork and exec rather than posix_spawn, for what the children set
+        // up themselves. The server's child is a guardian: it leads a new
+        // process group (so the time limit and cancellation kill all of
+        // it), forks the command into that group, and waits. When the
+        // server dies, even by SIGKILL, the kernel sends the guardian SIGTERM
+        // (PR_SET_PDEATHSIG) and it kills its whole group, the processes the
+        // command started included; the command ending, it ends the same
+        // way (exit status or signal). The command itself gets no blocked
+        // signals, default dispositions, and death with the guardian. Only
+        // async-signal-safe calls after fork.
         int ep[2];
         if (::pipe2(ep, O_CLOEXEC) != 0) return fail(code::internal_error, "cannot create a pipe");
         unique_fd exec_r(ep[0]), exec_w(ep[1]);
@@ -818,21 +823,38 @@ struct server::impl {
         if (pid < 0) return fail(code::internal_error, fmt::format("cannot start '{}': {}", m.argv[0], std::strerror(errno)));
         if (pid == 0) {
             ::setpgid(0, 0);
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            sigset_t watch;
+            sigemptyset(&watch);
+            sigaddset(&watch, SIGTERM);
+            sigaddset(&watch, SIGCHLD);
+            ::sigprocmask(SIG_BLOCK, &watch, nullptr);
+            ::prctl(PR_SET_PDEATHSIG, SIGTERM);
             if (::getppid() != parent) ::_exit(127);
-            struct sigaction dfl{};
-            dfl.sa_handler = SIG_DFL;
-            for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) ::sigaction(sig, &dfl, nullptr);
-            sigset_t none;
-            sigemptyset(&none);
-            ::sigprocmask(SIG_SETMASK, &none, nullptr);
-            if (::dup2(in_r.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) ::_exit(127);
-            for (std::size_t i = 0; i < refs.size(); ++i)
-                if (::dup2(refs[i].get(), static_cast<int>(3 + i)) < 0) ::_exit(127);
-            ::execvpe(argv[0], argv.data(), envp.data());
-            int e = errno;
-            [[maybe_unused]] auto w = ::write(exec_w.get(), &e, sizeof e);
-            ::_exit(127);
+            pid_t guardian = ::getpid();
+            pid_t cmd = ::fork();
+            if (cmd == 0) {
+                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (::getppid() != guardian) ::_exit(127);
+                struct sigaction dfl{};
+                dfl.sa_handler = SIG_DFL;
+                for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) ::sigaction(sig, &dfl, nullptr);
+                sigset_t none;
+                sigemptyset(&none);
+                ::sigprocmask(SIG_SETMASK, &none, nullptr);
+                if (::dup2(in_r.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) ::_exit(127);
+                for (std::size_t i = 0; i < refs.size(); ++i)
+                    if (::dup2(refs[i].get(), static_cast<int>(3 + i)) < 0) ::_exit(127);
+                ::execvpe(argv[0], argv.data(), envp.data());
+                int e = errno;
+                [[maybe_unused]] auto w = ::write(exec_w.get(), &e, sizeof e);
+                ::_exit(127);
+            }
+            if (cmd < 0) {
+                int e = errno;
+                [[maybe_unused]] auto w = ::write(exec_w.get(), &e, sizeof e);
+                ::_exit(127);
+            }
+            guard(cmd);
         }
         exec_w.reset();
         // Readable when the command exits (Linux 5.3 and later; without it,
@@ -968,6 +990,44 @@ struct server::impl {
         if (auto v = parse_json(output); v && numbers_exact(*v)) return result_response(id, std::move(*v));
         if (output.ends_with('\n')) output.pop_back();
         return result_response(id, output);
+    }
+
+    // The guardian's part (a forked child of a multithreaded process: only
+    // async-signal-safe calls). It holds none of the server's descriptors,
+    // so that no pipe or socket stays open because of it.
+    [[noreturn]] static void guard(pid_t cmd) {
+        if (::syscall(SYS_close_range, 0u, ~0u, 0u) != 0)
+            for (int fd = 0; fd < 65536; ++fd) ::close(fd);
+        ::prctl(PR_SET_DUMPABLE, 0);  // a command's crash is mirrored without a second core
+        sigset_t watch;
+        sigemptyset(&watch);
+        sigaddset(&watch, SIGTERM);
+        sigaddset(&watch, SIGCHLD);
+        for (;;) {
+            int sig = ::sigwaitinfo(&watch, nullptr);
+            if (sig == SIGTERM) {
+                // The server is gone (or the group was told to stop): all of it goes.
+                ::kill(0, SIGKILL);
+                ::_exit(137);
+            }
+            if (sig != SIGCHLD) continue;
+            int st = 0;
+            pid_t w = ::waitpid(cmd, &st, WNOHANG);
+            if (w != cmd) continue;
+            if (WIFEXITED(st)) ::_exit(WEXITSTATUS(st));
+            if (WIFSIGNALED(st)) {
+                int s = WTERMSIG(st);
+                struct sigaction dfl{};
+                dfl.sa_handler = SIG_DFL;
+                ::sigaction(s, &dfl, nullptr);
+                sigset_t only;
+                sigemptyset(&only);
+                sigaddset(&only, s);
+                ::sigprocmask(SIG_UNBLOCK, &only, nullptr);
+                ::kill(::getpid(), s);
+                ::_exit(128 + s);
+            }
+        }
     }
 
     json run_handler(const job& j) {

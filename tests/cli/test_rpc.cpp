@@ -35,6 +35,7 @@ std::vector<std::string> methods() {
             "-M", "echo=cat",
             "-M", "hello=sh -c 'printf \"hello, %s\" \"$IPC_RPC_PARAM_NAME\"'",
             "-M", "fail=sh -c 'echo broken >&2; exit 3'",
+            "-M", "crash=sh -c 'kill -TERM $$'",
             "-M", "slow=sleep 60"};
 }
 
@@ -145,6 +146,14 @@ TEST_CASE("rpc: error answers are the JSON-RPC error object on stderr with statu
     CHECK(e["code"] == -32000);
     CHECK(e["data"]["exit_status"] == 3);
     CHECK(e["data"]["stderr"] == "broken\n");
+
+    // A command killed by a signal: the signal, not an exit status.
+    r = rpc({"call", s.endpoint, "crash"});
+    CHECK(r.status == 1);
+    e = parse(r.err);
+    CHECK(e["code"] == -32000);
+    CHECK(e["data"]["signal"] == SIGTERM);
+    CHECK(e["message"].get<std::string>().find("killed by signal 15") != std::string::npos);
 
     r = rpc({"call", s.endpoint, "slow"});
     CHECK(r.status == 1);

@@ -317,9 +317,11 @@ TEST_CASE("rpc: exactly-once answers a resend from the record, also after a rest
 TEST_CASE("rpc: a server killed mid-call - the call is 79, and after a restart its outcome stays unknown", "[rpc][semantics][crash]") {
     temp_dir dir;
     std::string state = dir / "state", marks = dir / "marks", pidfile = dir / "pid", sock = "unix:" + dir / "s.sock";
+    std::string bgfile = dir / "bg";  // a process the command started in the background
     auto iface = iface_variant(dir, "slow.json", [&](json& v) {
         v["methods"].push_back({{"name", "slow"},
-                                {"command", json::array({"sh", "-c", "echo run >> " + marks + "; echo $$ > " + pidfile + "; exec sleep 60"})}});
+                                {"command", json::array({"sh", "-c", "echo run >> " + marks + "; sleep 61 & echo $! > " + bgfile +
+                                                                         "; echo $$ > " + pidfile + "; exec sleep 60"})}});
     });
     std::vector<std::string> serve{"serve", sock, "-I", iface, "--state", state};
     {
@@ -331,8 +333,9 @@ TEST_CASE("rpc: a server killed mid-call - the call is 79, and after a restart i
         auto o = call.wait(20s);
         CHECK(o.status == 79);
         CHECK(o.err.find("outcome unknown") != std::string::npos);
-        // The command died with its server.
+        // The command died with its server, and so did what it started.
         CHECK(testing::eventually([&] { return !process_alive(pidfile); }, 10s));
+        CHECK(testing::eventually([&] { return !process_alive(bgfile); }, 10s));
     }
     server s(serve);
     auto r = rpc({"call", "-s", "exactly-once", "--client-id", "k", "--id", "1", sock, "slow"});
