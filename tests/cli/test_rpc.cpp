@@ -121,7 +121,7 @@ TEST_CASE("rpc: serve and call over TCP on loopback, and describe", "[rpc][tcp][
         names.push_back(m["name"]);
         CHECK(m["interface_version"] == "1.2");
     }
-    CHECK(names == std::vector<std::string>{"add", "echo", "hello", "fail", "slow", "rpc.describe"});
+    CHECK(names == std::vector<std::string>{"add", "echo", "hello", "fail", "crash", "slow", "rpc.describe"});
     auto text = rpc({"describe", s.endpoint});
     CHECK(text.status == 0);
     CHECK(text.out.find("rpc.describe") != std::string::npos);
