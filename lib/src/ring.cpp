@@ -57,7 +57,6 @@ static_assert(offsetof(channel::control, space_waiters) == 512);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
               "atomics in shared memory must be lock-free");
 
-constexpr std::uint32_t kind_none = 0;  // nothing committed here (yet)
 constexpr std::uint32_t kind_message = 1;
 constexpr std::uint32_t kind_padding = 2;
 
@@ -67,11 +66,6 @@ struct record {
     std::uint64_t seq;
 };
 static_assert(sizeof(record) == record_header);
-
-// A record's kind: the commit word (see the header).
-std::atomic_ref<std::uint32_t> kind_at(std::byte* ring, std::uint64_t pos) {
-    return std::atomic_ref<std::uint32_t>(*std::launder(reinterpret_cast<std::uint32_t*>(ring + pos + 4)));
-}
 
 error corrupted(const std::string& what) {
     return error(exit_code::data, "channel is corrupted: " + what, EBADMSG);
@@ -161,10 +155,8 @@ channel::channel(std::span<std::byte> region) {
         throw corrupted(fmt::format("capacity {} does not match the segment's {} bytes", c_->capacity, region.size()));
     if (c_->max_msg == 0 || c_->max_msg > largest_message(c_->capacity))
         throw corrupted(fmt::format("largest message {} does not fit capacity {}", c_->max_msg, c_->capacity));
-    // head may pass tail: records a sender committed (and receivers took)
-    // before it died without moving tail, until the next sender repairs it.
     std::uint64_t h = c_->head.load(std::memory_order_acquire), t = c_->tail.load(std::memory_order_acquire);
-    if ((t >= h ? t - h : h - t) > c_->capacity || h % 16 != 0 || t % 16 != 0)
+    if (h > t || t - h > c_->capacity || h % 16 != 0 || t % 16 != 0)
         throw corrupted(fmt::format("head {} and tail {} are inconsistent", h, t));
     ring_ = region.data() + header_bytes;
     capacity_ = c_->capacity;
@@ -195,10 +187,7 @@ bool channel::wait_for_room(std::uint64_t tail, std::uint64_t need, const deadli
 inline std::uint64_t channel::need_at(std::uint64_t tail, std::size_t n) const {
     std::uint64_t rec = record_size(n);
     std::uint64_t to_end = capacity_ - tail % capacity_;
-    // And the header slot after it: the ring is never full to the last 16
-    // bytes, so the slot where the next record goes is always free space,
-    // cleared (kind_none) before this record is committed.
-    return rec + (to_end < rec ? to_end : 0) + record_header;
+    return rec + (to_end < rec ? to_end : 0);
 }
 
 // With the sender lock held: makes room for a record of n payload bytes at
@@ -211,18 +200,10 @@ inline bool channel::make_room(std::uint64_t& tail, std::size_t n, const deadlin
     std::uint64_t to_end = capacity_ - pos;
     if (!wait_for_room(tail, need_at(tail, n), until, mode)) return false;
     if (to_end < rec) {
-        // The padding is committed on its own (offset 0 cleared first):
-        // receivers skip it at once, and a sender killed after this leaves
-        // it to the next one (repair_tail).
-        std::uint32_t size = static_cast<std::uint32_t>(to_end - record_header);
-        std::uint64_t no_seq = 0;
-        std::memcpy(ring_ + pos, &size, sizeof size);
-        std::memcpy(ring_ + pos + 8, &no_seq, sizeof no_seq);
-        kind_at(ring_, 0).store(kind_none, std::memory_order_relaxed);
-        kind_at(ring_, pos).store(kind_padding, std::memory_order_release);
-        tail += to_end;
+        record pad{static_cast<std::uint32_t>(to_end - record_header), kind_padding, 0};
+        std::memcpy(ring_ + pos, &pad, sizeof pad);
         fault::point("ring.send.padded");
-        c_->tail.store(tail, std::memory_order_release);
+        tail += to_end;
     }
     return true;
 }
@@ -257,34 +238,14 @@ std::uint64_t channel::committed_next_seq() const {
 }
 
 // With the sender lock taken over from a dead holder: count a record it
-// committed but did not count, and move tail past records (a padding, a
-// message) it committed but did not add to tail.
-void channel::repair_tail() {
-    std::uint64_t next = committed_next_seq();
-    std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);
-    for (int i = 0; i < 2; ++i) {
-        std::uint64_t pos = tail % capacity_, to_end = capacity_ - pos;
-        std::uint32_t kind = kind_at(ring_, pos).load(std::memory_order_acquire);
-        record r;
-        std::memcpy(&r, ring_ + pos, sizeof r);
-        if (kind == kind_padding && r.size + record_header == to_end) {
-            tail += to_end;
-        } else if (kind == kind_message && r.seq == next && r.size <= c_->max_msg && record_size(r.size) <= to_end) {
-            tail += record_size(r.size);
-            ++next;
-        } else {
-            break;
-        }
-    }
-    c_->tail.store(tail, std::memory_order_release);
-    c_->next_seq.store(next, std::memory_order_relaxed);
-}
+// committed but did not count.
+void channel::repair_seq() { c_->next_seq.store(committed_next_seq(), std::memory_order_relaxed); }
 
 std::optional<channel::reservation> channel::reserve(std::size_t n, const deadline& until, sync::wait_mode mode) {
     if (n > c_->max_msg) throw too_large(n);
     held lock(c_->send_lock, c_->sender_recoveries, until);
     if (!lock) return std::nullopt;
-    if (lock.recovered()) repair_tail();
+    if (lock.recovered()) repair_seq();
     std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);  // ours: we hold the sender lock
     if (!make_room(tail, n, until, mode)) return std::nullopt;
     lock.keep();
@@ -300,25 +261,15 @@ error channel::too_large(std::size_t n) const {
 
 inline std::uint64_t channel::publish(std::uint64_t tail, std::size_t n, std::memory_order tick_order) {
     std::uint64_t seq = c_->next_seq.load(std::memory_order_relaxed);
-    std::uint64_t pos = tail % capacity_, end = tail + record_size(n);
-    std::uint32_t size = static_cast<std::uint32_t>(n);
-    std::memcpy(ring_ + pos, &size, sizeof size);
-    std::memcpy(ring_ + pos + 8, &seq, sizeof seq);
-    // The slot after this record is free (need_at): clear it, so that a
-    // receiver that takes this record finds nothing there until the next is
-    // committed, never an old record's bytes.
-    kind_at(ring_, end % capacity_).store(kind_none, std::memory_order_relaxed);
+    record r{static_cast<std::uint32_t>(n), kind_message, seq};
+    std::memcpy(ring_ + tail % capacity_, &r, sizeof r);
     fault::point("ring.send.before_commit");
-    // The commit point: the record's bytes (and the cleared slot after it)
-    // happen-before any receiver's read of them. No store to another line
-    // comes before it (stores become visible in order: one to a line the
-    // receivers read would hold the commit back by a cache miss).
-    kind_at(ring_, pos).store(kind_message, std::memory_order_release);
-    fault::point("ring.send.committed");
     c_->last_record.store(tail, std::memory_order_relaxed);
-    c_->tail.store(end, std::memory_order_release);
+    // The commit point: the record's bytes happen-before any receiver's read.
+    c_->tail.store(tail + record_size(n), std::memory_order_release);
+    fault::point("ring.send.committed");
     // After the commit: a sender killed before this leaves next_seq one
-    // behind, which the next sender repairs (see repair_tail), rather than a
+    // behind, which the next sender repairs (see repair_seq), rather than a
     // number skipped.
     c_->next_seq.store(seq + 1, std::memory_order_relaxed);
     c_->tail_tick.store(c_->tail_tick.load(std::memory_order_relaxed) + 1, tick_order);
@@ -350,7 +301,7 @@ bool channel::send(std::string_view payload, const deadline& until, sync::wait_m
     if (n > c_->max_msg) throw too_large(n);
     held lock(c_->send_lock, c_->sender_recoveries, until);
     if (!lock) return false;
-    if (lock.recovered()) repair_tail();
+    if (lock.recovered()) repair_seq();
     std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);  // ours: we hold the sender lock
     if (!make_room(tail, n, until, mode)) return false;
     write_payload(tail, payload);
@@ -373,7 +324,7 @@ std::size_t channel::send_many(std::span<const std::string_view> payloads, const
     if (payloads.empty()) return 0;
     held lock(c_->send_lock, c_->sender_recoveries, until);
     if (!lock) return 0;
-    if (lock.recovered()) repair_tail();
+    if (lock.recovered()) repair_seq();
     std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);
     std::size_t sent = 0, woken = 0;
     // Wakes receivers for what was committed since the last call: one full
@@ -410,26 +361,14 @@ std::size_t channel::send_many(std::span<const std::string_view> payloads, const
     return sent;
 }
 
-// Spin mode, with the receiver lock held (so head cannot move and its slot
-// is not reused under us): watches the commit word of the slot at head
-// itself, the word the sender's commit writes; its cache line brings the
-// record's first bytes along. Only the kind is read before it is set (the
-// sender writes the slot's other bytes without atomics). False on timeout.
-bool channel::spin_for_commit(std::uint64_t head, const deadline& until) {
-    auto kind = kind_at(ring_, head % capacity_);
-    auto ready = [](const void* p) {
-        return static_cast<const std::atomic_ref<std::uint32_t>*>(p)->load(std::memory_order_acquire) != kind_none;
-    };
-    return sync::spin_until(ready, &kind, sync::wait_mode::spin, until);
-}
-
 std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline& until, sync::wait_mode mode) {
-    const bool spin = mode == sync::wait_mode::spin;
     for (;;) {
-        // For a receiver that may sleep, the tick before the look: a commit
-        // after this read moves it. A spinning receiver reads no tick (the
-        // senders' line stays theirs) and watches the record instead.
-        std::uint32_t tick = spin ? 0 : c_->tail_tick.load(std::memory_order_seq_cst);
+        std::uint32_t tick = c_->tail_tick.load(std::memory_order_acquire);
+        // Empty at a glance: wait without touching the receiver lock.
+        if (c_->head.load(std::memory_order_acquire) == c_->tail.load(std::memory_order_acquire)) {
+            if (!sync::wait_while_equal(c_->tail_tick, tick, c_->data_waiters, mode, until)) return 0;
+            continue;
+        }
         std::size_t got = 0;
         bool moved = false;
         {
@@ -437,30 +376,27 @@ std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline
             if (!lock) return 0;
             const std::uint64_t first = c_->head.load(std::memory_order_relaxed);  // ours: we hold the lock
             std::uint64_t head = first;
-            if (spin && !spin_for_commit(head, until)) return 0;
+            std::uint64_t tail = c_->tail.load(std::memory_order_acquire);
             while (got < max) {
-                if (head % 16 != 0) throw corrupted(fmt::format("head {} is not a record's start", head));
-                std::uint64_t pos = head % capacity_;
-                // The commit word: what the record's sender wrote before it
-                // (size, seq, payload) is visible once it is seen.
-                std::uint32_t kind = kind_at(ring_, pos).load(std::memory_order_seq_cst);
-                if (kind == kind_none) {
-                    // After padding, a spinning receiver waits on for the message.
-                    if (spin && got == 0 && head != first && spin_for_commit(head, until)) continue;
-                    break;
+                if (head == tail) {
+                    // Messages committed meanwhile join this batch.
+                    if (got == 0 || (tail = c_->tail.load(std::memory_order_acquire)) == head) break;
                 }
+                if (tail - head > capacity_ || head % 16 != 0)
+                    throw corrupted(fmt::format("head {} and tail {} are inconsistent", head, tail));
+                std::uint64_t pos = head % capacity_;
                 record r;
-                std::memcpy(&r.size, ring_ + pos, sizeof r.size);
-                std::memcpy(&r.seq, ring_ + pos + 8, sizeof r.seq);
+                std::memcpy(&r, ring_ + pos, sizeof r);
                 std::uint64_t to_end = capacity_ - pos;
-                if (kind == kind_padding) {
+                if (r.kind == kind_padding) {
                     if (r.size + record_header != to_end)
                         throw corrupted(fmt::format("padding at offset {} does not reach the end", pos));
                     head += to_end;
                     continue;
                 }
-                if (kind != kind_message || r.size > c_->max_msg || record_size(r.size) > to_end)
-                    throw corrupted(fmt::format("bad record at offset {} (kind {}, size {})", pos, kind, r.size));
+                if (r.kind != kind_message || r.size > c_->max_msg || record_size(r.size) > to_end ||
+                    record_size(r.size) > tail - head)
+                    throw corrupted(fmt::format("bad record at offset {} (kind {}, size {})", pos, r.kind, r.size));
                 fn(ctx, r.seq, std::string_view(reinterpret_cast<const char*>(ring_ + pos + record_header), r.size));
                 fault::point("ring.recv.before_take");
                 // The take point, one per message: after it the space may be
@@ -487,10 +423,6 @@ std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline
             sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX);
         }
         if (got) return got;
-        if (spin) {
-            if (until.expired()) return 0;
-            continue;
-        }
         if (!sync::wait_while_equal(c_->tail_tick, tick, c_->data_waiters, mode, until)) return 0;
     }
 }

@@ -37,53 +37,38 @@
 ///
 /// A record is a 16-byte header {u32 size, u32 kind, u64 seq} and the payload,
 /// padded to 16 bytes. A record never wraps: when it does not fit before the
-/// end, a padding record fills the rest and it starts at offset 0. The ring is
-/// never filled to its last 16 bytes: the header slot where the next record
-/// goes is always free space.
+/// end, a padding record fills the rest and it starts at offset 0.
 ///
-/// Commit. A record's `kind` is its commit word: 0 (nothing here yet), 1 a
-/// message, 2 padding. A sender, holding the sender lock, writes the size,
-/// seq and payload, clears the kind of the slot after the record (0, relaxed),
-/// then stores the record's kind (release): the commit point. After it, it
-/// moves last_record, tail (release) and next_seq, and stores tail_tick
-/// (seq_cst). A receiver, holding the receiver lock, loads the kind at head
-/// (acquire): non-zero means the record and the cleared slot after it are
-/// visible; it takes the record, then stores head (release) and head_tick.
-/// Receivers never read tail: a message's arrival costs the receiver one
-/// cache line, the record's first (which holds its first 48 bytes), and no
-/// line of the senders'. Stale bytes are never taken for a record: the slot at
-/// head was cleared by the sender of the record before it (the ring starts
-/// zeroed), and only that slot's kind is read before it is set.
+/// Memory ordering. A sender, holding the sender lock, writes the record,
+/// then stores tail (release) and tail_tick (seq_cst). A receiver, holding the
+/// receiver lock, loads tail (acquire), so the record's bytes happen-before
+/// its reads; it then stores head (release) and head_tick (seq_cst), so a
+/// sender that loads head (acquire) may reuse the space. The ticks are the
+/// futex words: a waiter registers in data_waiters/space_waiters (seq_cst
+/// RMW) and re-reads the tick (seq_cst) before sleeping; the other side stores
+/// the tick (seq_cst) before reading the waiter count (seq_cst), so one of the
+/// two sees the other: no lost wake-up, and no wake-up system call when
+/// nobody sleeps. Bursts (send_many, receive_many) store each tick with
+/// release only, so the other side sees progress at once, and put one
+/// seq_cst fence between the last tick store and the look at the waiter
+/// count: the same Dekker pairing, one full barrier per burst instead of one
+/// per message. A sender about to wait for room in mid-burst first wakes
+/// receivers for what it already committed.
 ///
-/// Waiting. In spin mode a receiver spins on the kind at head with the
-/// receiver lock held (head cannot move, its slot is not reused; other
-/// receivers wait for the lock), reading no tick. In block and adaptive mode
-/// tail_tick is the futex word: a receiver loads it (seq_cst) before it looks
-/// at head, registers in data_waiters (seq_cst RMW) and re-reads the tick
-/// before sleeping; a sender stores the tick (seq_cst) before reading the
-/// waiter count (seq_cst), so one of the two sees the other: no lost wake-up,
-/// and no wake-up system call when nobody sleeps. Senders waiting for room do
-/// the same on head_tick and space_waiters. Bursts (send_many, receive_many)
-/// store each tick with release only and put one seq_cst fence between the
-/// last tick store and the look at the waiter count. A sender about to wait
-/// for room in mid-burst first wakes receivers for what it already committed.
-///
-/// Crash safety. The kind store is the commit point: a sender killed before
-/// it leaves nothing visible (a half-written record has kind 0), and the
-/// robust lock lets the next sender go on (counted in sender_recoveries). A
-/// sender killed after it leaves a committed record that receivers take; the
-/// next sender, taking the lock over, moves tail past what the dead one
-/// committed (a padding, a message) and counts it in next_seq (repair_tail;
-/// last_record covers a death between moving tail and counting), so
-/// sequence numbers stay gap-free and unique. Until then head may pass tail.
-/// head is the take point: a receiver killed before storing it leaves the
-/// message for the next receiver; killed after, it loses only that message
-/// (receiver_recoveries). Every header is checked before use: a corrupted
-/// ring is reported, never followed.
+/// Crash safety. tail is the commit point: a sender killed before storing it
+/// leaves nothing visible, and the robust lock lets the next sender go on
+/// (counted in sender_recoveries). Sequence numbers stay gap-free and unique:
+/// a sender counts its record (next_seq) only after committing it, and one
+/// that takes the lock over from a dead sender first counts a record the dead
+/// one committed but did not count (last_record says where it is). head is
+/// the take point: a receiver killed
+/// before storing it leaves the message for the next receiver; killed after,
+/// it loses only that message (receiver_recoveries). Every header is checked
+/// before use: a corrupted ring is reported, never followed.
 namespace ipc::ring {
 
 inline constexpr std::uint64_t magic = 0x314E414843435049ull;  // "IPCCHAN1"
-inline constexpr std::uint32_t version = 3;
+inline constexpr std::uint32_t version = 2;
 inline constexpr std::size_t header_bytes = 1024;
 inline constexpr std::size_t record_header = 16;
 
@@ -194,14 +179,13 @@ private:
     using take_fn = void (*)(void*, std::uint64_t, std::string_view);
     std::size_t take(std::size_t max, take_fn fn, void* ctx, const deadline& until, sync::wait_mode mode);
     bool wait_for_room(std::uint64_t tail, std::uint64_t need, const deadline& until, sync::wait_mode mode);
-    bool spin_for_commit(std::uint64_t head, const deadline& until);
     std::uint64_t need_at(std::uint64_t tail, std::size_t n) const;
     bool make_room(std::uint64_t& tail, std::size_t n, const deadline& until, sync::wait_mode mode);
     void write_payload(std::uint64_t tail, std::string_view payload);
     std::uint64_t publish(std::uint64_t tail, std::size_t n, std::memory_order tick_order);
     error too_large(std::size_t n) const;
     std::uint64_t committed_next_seq() const;
-    void repair_tail();
+    void repair_seq();
     control* c_;
     std::byte* ring_;
     std::uint64_t capacity_;
