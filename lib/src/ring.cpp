@@ -67,6 +67,27 @@ struct record {
 };
 static_assert(sizeof(record) == record_header);
 
+// A record header's atomically written words: kind (the spinning
+// receivers' commit word) and seq. See "Spinning receivers" in ring.hpp.
+std::atomic_ref<std::uint32_t> kind_at(std::byte* ring, std::uint64_t pos) {
+    return std::atomic_ref<std::uint32_t>(*std::launder(reinterpret_cast<std::uint32_t*>(ring + pos + 4)));
+}
+std::atomic_ref<std::uint64_t> seq_at(std::byte* ring, std::uint64_t pos) {
+    return std::atomic_ref<std::uint64_t>(*std::launder(reinterpret_cast<std::uint64_t*>(ring + pos + 8)));
+}
+// Before anything of a record is written at pos: its kind is 0 first, so
+// that a spinning receiver never pairs an old kind with new bytes.
+void begin_record(std::byte* ring, std::uint64_t pos) {
+    kind_at(ring, pos).store(0, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+}
+// Writes a header (size, then seq, then kind last with release).
+void write_header(std::byte* ring, std::uint64_t pos, std::uint32_t size, std::uint32_t kind, std::uint64_t seq) {
+    std::memcpy(ring + pos, &size, sizeof size);
+    seq_at(ring, pos).store(seq, std::memory_order_relaxed);
+    kind_at(ring, pos).store(kind, std::memory_order_release);
+}
+
 error corrupted(const std::string& what) {
     return error(exit_code::data, "channel is corrupted: " + what, EBADMSG);
 }
@@ -156,7 +177,9 @@ channel::channel(std::span<std::byte> region) {
     if (c_->max_msg == 0 || c_->max_msg > largest_message(c_->capacity))
         throw corrupted(fmt::format("largest message {} does not fit capacity {}", c_->max_msg, c_->capacity));
     std::uint64_t h = c_->head.load(std::memory_order_acquire), t = c_->tail.load(std::memory_order_acquire);
-    if (h > t || t - h > c_->capacity || h % 16 != 0 || t % 16 != 0)
+    // head may pass tail: records a sender wrote whole and a spinning
+    // receiver took before the sender died without moving tail.
+    if ((t >= h ? t - h : h - t) > c_->capacity || h % 16 != 0 || t % 16 != 0)
         throw corrupted(fmt::format("head {} and tail {} are inconsistent", h, t));
     ring_ = region.data() + header_bytes;
     capacity_ = c_->capacity;
@@ -200,11 +223,15 @@ inline bool channel::make_room(std::uint64_t& tail, std::size_t n, const deadlin
     std::uint64_t to_end = capacity_ - pos;
     if (!wait_for_room(tail, need_at(tail, n), until, mode)) return false;
     if (to_end < rec) {
-        record pad{static_cast<std::uint32_t>(to_end - record_header), kind_padding, 0};
-        std::memcpy(ring_ + pos, &pad, sizeof pad);
+        // A padding carries the seq of the message after it (for spinning
+        // receivers); it is committed with that message's tail.
+        begin_record(ring_, pos);
+        write_header(ring_, pos, static_cast<std::uint32_t>(to_end - record_header), kind_padding,
+                     c_->next_seq.load(std::memory_order_relaxed));
         fault::point("ring.send.padded");
         tail += to_end;
     }
+    begin_record(ring_, tail % capacity_);
     return true;
 }
 
@@ -239,7 +266,29 @@ std::uint64_t channel::committed_next_seq() const {
 
 // With the sender lock taken over from a dead holder: count a record it
 // committed but did not count.
-void channel::repair_seq() { c_->next_seq.store(committed_next_seq(), std::memory_order_relaxed); }
+void channel::repair_seq() {
+    std::uint64_t next = committed_next_seq();
+    // A spinning receiver may have taken records the dead sender wrote
+    // whole (kind set) without moving tail: move tail past them.
+    std::uint64_t tail = c_->tail.load(std::memory_order_relaxed), head = c_->head.load(std::memory_order_acquire);
+    for (int i = 0; i < 2 && tail < head; ++i) {
+        std::uint64_t pos = tail % capacity_, to_end = capacity_ - pos;
+        std::uint32_t kind = kind_at(ring_, pos).load(std::memory_order_acquire);
+        std::uint64_t seq = seq_at(ring_, pos).load(std::memory_order_relaxed);
+        std::uint32_t size;
+        std::memcpy(&size, ring_ + pos, sizeof size);
+        if (kind == kind_padding && seq == next && size + record_header == to_end) {
+            tail += to_end;
+        } else if (kind == kind_message && seq == next && size <= c_->max_msg && record_size(size) <= to_end) {
+            tail += record_size(size);
+            ++next;
+        } else {
+            break;
+        }
+    }
+    c_->tail.store(tail, std::memory_order_release);
+    c_->next_seq.store(next, std::memory_order_relaxed);
+}
 
 std::optional<channel::reservation> channel::reserve(std::size_t n, const deadline& until, sync::wait_mode mode) {
     if (n > c_->max_msg) throw too_large(n);
@@ -261,8 +310,7 @@ error channel::too_large(std::size_t n) const {
 
 inline std::uint64_t channel::publish(std::uint64_t tail, std::size_t n, std::memory_order tick_order) {
     std::uint64_t seq = c_->next_seq.load(std::memory_order_relaxed);
-    record r{static_cast<std::uint32_t>(n), kind_message, seq};
-    std::memcpy(ring_ + tail % capacity_, &r, sizeof r);
+    write_header(ring_, tail % capacity_, static_cast<std::uint32_t>(n), kind_message, seq);
     fault::point("ring.send.before_commit");
     c_->last_record.store(tail, std::memory_order_relaxed);
     // The commit point: the record's bytes happen-before any receiver's read.
@@ -306,12 +354,6 @@ bool channel::send(std::string_view payload, const deadline& until, sync::wait_m
     if (!make_room(tail, n, until, mode)) return false;
     write_payload(tail, payload);
     publish(tail, n, std::memory_order_seq_cst);
-    // Ask for the next record's cache lines now, so that the receiver's copy
-    // of them is invalidated while we are not waiting on it: the full barrier
-    // of the next publish then has little in the store buffer to drain.
-    std::byte* ahead = ring_ + (tail + record_size(n)) % capacity_;
-    __builtin_prefetch(ahead, 1);
-    __builtin_prefetch(ahead + 64, 1);
     lock.release();
     sync::wake_if_waiting(c_->tail_tick, c_->data_waiters, 1);
     return true;
@@ -361,11 +403,90 @@ std::size_t channel::send_many(std::span<const std::string_view> payloads, const
     return sent;
 }
 
+// Spin mode, when this object took the record before head (so it knows the
+// seq that comes next): takes the record at head as soon as it is written
+// whole, before its sender moves tail, reading no line of the senders'.
+// Holding the receiver lock, it reads only the slot's kind and seq, with
+// atomics, until they say the record is there: kind (acquire), seq, kind
+// again, the same, and seq the one expected. An old kind with new bytes
+// cannot pass: a sender zeroes a slot's kind (begin_record) before it writes
+// anything else there, and the record's seq after that. While spinning it
+// also asks for the record's second cache line (a prefetch), so that a
+// 64-byte message's last bytes come with the first. Returns 1, or 0 on
+// timeout or when another receiver moved head meanwhile.
+std::size_t channel::take_spinning(take_fn fn, void* ctx, const deadline& until) {
+    held lock(c_->recv_lock, c_->receiver_recoveries, until);
+    if (!lock) return 0;
+    const std::uint64_t first = c_->head.load(std::memory_order_relaxed);  // ours: we hold the lock
+    if (first != known_end_.load(std::memory_order_relaxed)) return 0;
+    const std::uint64_t expected = known_seq_.load(std::memory_order_relaxed) + 1;
+    std::uint64_t head = first;
+    struct look {
+        std::byte* ring;
+        std::uint64_t pos, expected;
+        const std::byte* second;
+        std::uint32_t kind;
+    };
+    auto ready = [](const void* p) {
+        auto* x = static_cast<look*>(const_cast<void*>(p));
+        __builtin_prefetch(x->second);
+        std::uint32_t k = kind_at(x->ring, x->pos).load(std::memory_order_acquire);
+        if (k != kind_message && k != kind_padding) return false;
+        std::uint64_t s = seq_at(x->ring, x->pos).load(std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (kind_at(x->ring, x->pos).load(std::memory_order_acquire) != k || s != x->expected) return false;
+        x->kind = k;
+        return true;
+    };
+    auto note_head = [&] {
+        c_->head.store(head, std::memory_order_release);
+        c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+        known_end_.store(head, std::memory_order_relaxed);
+    };
+    for (int hop = 0; hop < 2; ++hop) {  // a padding, then the message
+        std::uint64_t pos = head % capacity_, to_end = capacity_ - pos;
+        look l{ring_, pos, expected, ring_ + (to_end > 64 ? pos + 64 : 0), 0};
+        if (!sync::spin_until(ready, &l, sync::wait_mode::spin, until)) {
+            if (head != first) note_head();  // the padding skipped stays skipped
+            return 0;
+        }
+        std::uint32_t size;
+        std::memcpy(&size, ring_ + pos, sizeof size);
+        if (l.kind == kind_padding) {
+            if (size + record_header != to_end)
+                throw corrupted(fmt::format("padding at offset {} does not reach the end", pos));
+            head += to_end;
+            continue;
+        }
+        if (size > c_->max_msg || record_size(size) > to_end)
+            throw corrupted(fmt::format("bad record at offset {} (kind {}, size {})", pos, l.kind, size));
+        fn(ctx, expected, std::string_view(reinterpret_cast<const char*>(ring_ + pos + record_header), size));
+        fault::point("ring.recv.before_take");
+        head += record_size(size);
+        note_head();
+        known_seq_.store(expected, std::memory_order_relaxed);
+        fault::point("ring.recv.after_take");
+        lock.release();
+        // A seq_cst read-modify-write of the tick (cheaper than a fence):
+        // it comes before the look at the waiter count in the single total
+        // order, as a waiter's registration comes before its look at the tick.
+        c_->head_tick.fetch_add(0, std::memory_order_seq_cst);
+        sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX);
+        return 1;
+    }
+    throw corrupted(fmt::format("two paddings in a row at offset {}", first % capacity_));
+}
+
 std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline& until, sync::wait_mode mode) {
+    if (mode == sync::wait_mode::spin &&
+        known_end_.load(std::memory_order_relaxed) == c_->head.load(std::memory_order_acquire)) {
+        std::size_t got = take_spinning(fn, ctx, until);
+        if (got || until.expired()) return got;
+    }
     for (;;) {
         std::uint32_t tick = c_->tail_tick.load(std::memory_order_acquire);
         // Empty at a glance: wait without touching the receiver lock.
-        if (c_->head.load(std::memory_order_acquire) == c_->tail.load(std::memory_order_acquire)) {
+        if (c_->head.load(std::memory_order_acquire) >= c_->tail.load(std::memory_order_acquire)) {
             if (!sync::wait_while_equal(c_->tail_tick, tick, c_->data_waiters, mode, until)) return 0;
             continue;
         }
@@ -378,7 +499,7 @@ std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline
             std::uint64_t head = first;
             std::uint64_t tail = c_->tail.load(std::memory_order_acquire);
             while (got < max) {
-                if (head == tail) {
+                if (head >= tail) {
                     // Messages committed meanwhile join this batch.
                     if (got == 0 || (tail = c_->tail.load(std::memory_order_acquire)) == head) break;
                 }
@@ -403,6 +524,8 @@ std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline
                 // reused, and a receiver killed later loses only this one.
                 head += record_size(r.size);
                 c_->head.store(head, std::memory_order_release);
+                known_end_.store(head, std::memory_order_relaxed);
+                known_seq_.store(r.seq, std::memory_order_relaxed);
                 fault::point("ring.recv.after_take");
                 // A release store, no barrier: a sender spinning for room
                 // goes on while this burst continues.
@@ -411,6 +534,7 @@ std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline
             }
             if (c_->head.load(std::memory_order_relaxed) != head) {
                 // Only padding was skipped: record that, so nobody skips it again.
+                if (known_end_.load(std::memory_order_relaxed) == first) known_end_.store(head, std::memory_order_relaxed);
                 c_->head.store(head, std::memory_order_release);
                 c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_release);
             }

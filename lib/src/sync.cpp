@@ -256,32 +256,50 @@ void robust_mutex::unlock() {
     if (word_.exchange(0, std::memory_order_release) & waiters_bit) futex_wake(word_, 1);
 }
 
-bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t observed, waiter_set& waiters,
-                      wait_mode mode, const deadline& until, std::chrono::nanoseconds spin_budget) {
-    if (word.load(std::memory_order_acquire) != observed) return true;
-    if (mode != wait_mode::block) {
-        // Spin with pause for a few microseconds (a peer on another CPU
-        // answers well within that); after that, yield at every turn, so that
-        // a peer that shares our CPU gets to run at once rather than after
-        // our time slice. On a machine with one CPU the peer can only run if
-        // we yield: yield from the start.
-        static const bool one_cpu = ::sysconf(_SC_NPROCESSORS_ONLN) < 2;
-        constexpr auto pause_for = std::chrono::microseconds(5);
-        auto start = std::chrono::steady_clock::now();
-        bool yielding = one_cpu;
-        for (std::uint32_t i = 1;; ++i) {
-            if (word.load(std::memory_order_acquire) != observed) return true;
-            if (yielding) ::sched_yield();
-            else cpu_relax();
-            if (yielding || i % 64 == 0) {
-                if (pending_interrupt()) check_interrupt();
-                if (until.expired()) return false;
-                auto spent = std::chrono::steady_clock::now() - start;
-                if (mode == wait_mode::adaptive && spent > spin_budget) break;
-                yielding = yielding || spent > pause_for;
-            }
+bool spin_until(bool (*ready)(const void*), const void* ctx, wait_mode mode, const deadline& until,
+                std::chrono::nanoseconds spin_budget) {
+    if (ready(ctx)) return true;
+    if (mode == wait_mode::block) return false;
+    // Spin with pause for a few microseconds (a peer on another CPU answers
+    // well within that); after that, yield at every turn, so that a peer that
+    // shares our CPU gets to run at once rather than after our time slice. On
+    // a machine with one CPU the peer can only run if we yield: yield from
+    // the start.
+    static const bool one_cpu = ::sysconf(_SC_NPROCESSORS_ONLN) < 2;
+    constexpr auto pause_for = std::chrono::microseconds(5);
+    // The clock is first read at the first check, 64 turns in, not before
+    // the first look: a peer that answers at once is seen without a clock
+    // read's delay (tens of ns on a VM). The budgets count from there.
+    std::chrono::steady_clock::time_point start{};
+    bool yielding = one_cpu;
+    for (std::uint32_t i = 1;; ++i) {
+        if (ready(ctx)) return true;
+        if (yielding) ::sched_yield();
+        else cpu_relax();
+        if (yielding || i % 64 == 0) {
+            if (pending_interrupt()) check_interrupt();
+            if (until.expired()) return false;
+            auto now = std::chrono::steady_clock::now();
+            if (start == std::chrono::steady_clock::time_point{}) start = now;
+            auto spent = now - start;
+            if (mode == wait_mode::adaptive && spent > spin_budget) return false;
+            yielding = yielding || spent > pause_for;
         }
     }
+}
+
+bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t observed, waiter_set& waiters,
+                      wait_mode mode, const deadline& until, std::chrono::nanoseconds spin_budget) {
+    struct look {
+        const std::atomic<std::uint32_t>* word;
+        std::uint32_t observed;
+    } l{&word, observed};
+    auto moved = [](const void* p) {
+        auto* x = static_cast<const look*>(p);
+        return x->word->load(std::memory_order_acquire) != x->observed;
+    };
+    if (spin_until(moved, &l, mode, until, spin_budget)) return true;
+    if (mode == wait_mode::spin || until.expired()) return false;
     // Dekker with the waker: we publish "waiting" then re-read the word; it
     // publishes the word then reads "waiting" (both seq_cst). One of the two
     // sees the other, and futex_wait re-checks the word atomically in the

@@ -145,6 +145,9 @@ round_result run_round(std::mt19937_64& rng, int round) {
             } else {
                 std::string buf;
                 std::vector<std::pair<std::uint64_t, std::string>> got;
+                // Every other receiver spins: the spinning receiver's path
+                // (a record taken before its sender moves tail) is killed too.
+                const auto rmode = local() % 2 ? sync::wait_mode::spin : sync::wait_mode::adaptive;
                 auto record = [&](std::uint64_t seq, const std::string& m) {
                     int s = -1, n = -1;
                     bool ok = parse(m, s, n);
@@ -155,14 +158,14 @@ round_result run_round(std::mt19937_64& rng, int round) {
                     std::size_t k = 0;
                     std::uint64_t one = 0;
                     if (burst == 1) {
-                        auto seq = ch.receive_into(buf, deadline::after(20ms), sync::wait_mode::adaptive);
+                        auto seq = ch.receive_into(buf, deadline::after(20ms), rmode);
                         k = seq ? 1 : 0;
                         one = seq.value_or(0);
                     } else {
                         got.clear();
                         k = ch.receive_many(
                             burst, [&](std::uint64_t seq, std::string_view d) { got.emplace_back(seq, std::string(d)); },
-                            deadline::after(20ms), sync::wait_mode::adaptive);
+                            deadline::after(20ms), rmode);
                     }
                     if (!k) {
                         if (state->stop.load()) break;

@@ -55,12 +55,30 @@
 /// per message. A sender about to wait for room in mid-burst first wakes
 /// receivers for what it already committed.
 ///
+/// Spinning receivers. A receiver in spin mode that took the record just
+/// before head (the channel object remembers where it ended and its seq)
+/// does not wait for tail: holding the receiver lock, it watches the header
+/// at head itself and takes the record once it is written whole, so a
+/// message costs it the record's cache lines and none of the senders'. A
+/// sender writes each record's header words with atomics in this order: kind
+/// 0 (before anything else of the record, then a release fence), then size
+/// and seq, then kind (release) once the payload is in place; a padding
+/// carries the seq of the message after it. The receiver reads kind
+/// (acquire), seq, an acquire fence, kind again: equal, a message or a
+/// padding, and seq the one it expects, the record is whole; an old kind
+/// read together with new bytes cannot pass (the zero comes first). While
+/// spinning it prefetches the record's second cache line. Any other receiver
+/// (another object, or after another receiver took something) waits for
+/// tail as above.
+///
 /// Crash safety. tail is the commit point: a sender killed before storing it
 /// leaves nothing visible, and the robust lock lets the next sender go on
 /// (counted in sender_recoveries). Sequence numbers stay gap-free and unique:
 /// a sender counts its record (next_seq) only after committing it, and one
 /// that takes the lock over from a dead sender first counts a record the dead
-/// one committed but did not count (last_record says where it is). head is
+/// one committed but did not count (last_record says where it is), and moves
+/// tail past records the dead one wrote whole that a spinning receiver may
+/// already have taken (head can pass tail until then). head is
 /// the take point: a receiver killed
 /// before storing it leaves the message for the next receiver; killed after,
 /// it loses only that message (receiver_recoveries). Every header is checked
@@ -68,7 +86,7 @@
 namespace ipc::ring {
 
 inline constexpr std::uint64_t magic = 0x314E414843435049ull;  // "IPCCHAN1"
-inline constexpr std::uint32_t version = 2;
+inline constexpr std::uint32_t version = 3;  // 3: headers written for spinning receivers (see below)
 inline constexpr std::size_t header_bytes = 1024;
 inline constexpr std::size_t record_header = 16;
 
@@ -186,9 +204,16 @@ private:
     error too_large(std::size_t n) const;
     std::uint64_t committed_next_seq() const;
     void repair_seq();
+    std::size_t take_spinning(take_fn fn, void* ctx, const deadline& until);
     control* c_;
     std::byte* ring_;
     std::uint64_t capacity_;
+    // Where the last record this object took ended, and its seq (changed
+    // only with the receiver lock held; atomics because threads may share
+    // one object, and known_end_ is glanced at without the lock): a spinning
+    // receiver that finds head there knows the seq of the record to come.
+    std::atomic<std::uint64_t> known_end_{UINT64_MAX};
+    std::atomic<std::uint64_t> known_seq_{0};
 };
 
 } // namespace ipc::ring

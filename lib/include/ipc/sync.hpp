@@ -117,6 +117,15 @@ bool wait_while_equal(const std::atomic<std::uint32_t>& word, std::uint32_t obse
                       wait_mode mode, const deadline& until,
                       std::chrono::nanoseconds spin_budget = std::chrono::microseconds(50));
 
+/// The spinning half of a wait, for a condition that is not one futex word
+/// (a ring's next record): looks at ready(ctx) by the mode's rules (pause;
+/// after 5 us yield at every look; with one CPU yield from the start) until
+/// it holds (true), the deadline passes, or, for adaptive, the spin budget is
+/// spent (false: the caller then sleeps on its futex word). block: false at
+/// once. SIGINT and SIGTERM are looked at every 64 turns.
+bool spin_until(bool (*ready)(const void*), const void* ctx, wait_mode mode, const deadline& until,
+                std::chrono::nanoseconds spin_budget = std::chrono::microseconds(50));
+
 /// A full (store-load) barrier, as between storing a futex word and looking
 /// at the waiter count. ThreadSanitizer does not support fences (GCC refuses
 /// them with -Werror=tsan); there a seq_cst exchange on a private atomic
