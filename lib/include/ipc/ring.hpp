@@ -67,9 +67,10 @@
 /// (acquire), seq, an acquire fence, kind again: equal, a message or a
 /// padding, and seq the one it expects, the record is whole; an old kind
 /// read together with new bytes cannot pass (the zero comes first). While
-/// spinning it prefetches the record's second cache line. Any other receiver
-/// (another object, or after another receiver took something) waits for
-/// tail as above.
+/// spinning it prefetches the record's second cache line. Other receivers
+/// meanwhile wait for the receiver lock (which may sleep: with several
+/// receivers, spin mode spins in one of them). Any other receiver (another
+/// object, or after another receiver took something) waits for tail as above.
 ///
 /// Crash safety. tail is the commit point: a sender killed before storing it
 /// leaves nothing visible, and the robust lock lets the next sender go on
