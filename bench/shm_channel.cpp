@@ -143,101 +143,6 @@ void rt_atomic(int n) {
     report_latency("rt-atomic", times);
 }
 
-// The channel and its bare baseline in the same two processes, in
-// alternating blocks (A B A B ...): a change of the machine's state (on a VM
-// the host moves virtual CPUs about) hits both alike. The baseline for spin
-// is a two-atomic ping-pong (ping and pong on their own cache lines); for
-// block and adaptive, a futex ping-pong. Prints both p50s and the median of
-// the per-block ratios.
-void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t v);
-void futex_wake(std::atomic<std::uint32_t>* w);
-
-void rt_compare(sync::wait_mode mode, int n, int blocks) {
-    std::size_t sz = ring::region_size(65536);
-    auto* a = static_cast<std::byte*>(shared(sz));
-    auto* b = static_cast<std::byte*>(shared(sz));
-    ring::channel::format({a, sz}, 65536, 4096);
-    ring::channel::format({b, sz}, 65536, 4096);
-    auto* words = static_cast<std::byte*>(shared(4096));
-    auto* ping = new (words) std::atomic<std::uint32_t>(0);
-    auto* pong = new (words + 128) std::atomic<std::uint32_t>(0);  // apart: no adjacent-line pairing either
-    const bool spin = mode == sync::wait_mode::spin;
-    const int per = std::max(1, n / blocks);
-    const int warm = 1000;
-    std::string msg(64, 'p');
-    std::vector<std::vector<std::int64_t>> ch(static_cast<std::size_t>(blocks)), base(static_cast<std::size_t>(blocks));
-    auto bare_wait = [&](std::atomic<std::uint32_t>* w, std::uint32_t want) {
-        std::uint32_t v;
-        while ((v = w->load(std::memory_order_acquire)) != want) {
-            if (spin) sync::cpu_relax();
-            else futex_wait(w, v);
-        }
-    };
-    auto bare_post = [&](std::atomic<std::uint32_t>* w, std::uint32_t v) {
-        w->store(v, spin ? std::memory_order_release : std::memory_order_seq_cst);
-        if (!spin) futex_wake(w);
-    };
-    two_processes(
-        [&] {
-            ring::channel in({a, sz}), out({b, sz});
-            std::string buf;
-            std::uint32_t k = 0;
-            for (int blk = -1; blk < blocks; ++blk) {
-                int m = blk < 0 ? warm : per;
-                for (int i = 0; i < m; ++i) {
-                    in.receive_into(buf, deadline::never(), mode);
-                    out.send(buf, deadline::never(), mode);
-                }
-                for (int i = 0; i < m; ++i) {
-                    ++k;
-                    bare_wait(ping, k);
-                    bare_post(pong, k);
-                }
-            }
-        },
-        [&] {
-            ring::channel out({a, sz}), in({b, sz});
-            std::string buf;
-            std::uint32_t k = 0;
-            for (int blk = -1; blk < blocks; ++blk) {
-                int m = blk < 0 ? warm : per;
-                for (int i = 0; i < m; ++i) {
-                    auto t0 = clk::now();
-                    out.send(msg, deadline::never(), mode);
-                    in.receive_into(buf, deadline::never(), mode);
-                    if (blk >= 0) ch[static_cast<std::size_t>(blk)].push_back((clk::now() - t0).count());
-                }
-                for (int i = 0; i < m; ++i) {
-                    ++k;
-                    auto t0 = clk::now();
-                    bare_post(ping, k);
-                    bare_wait(pong, k);
-                    if (blk >= 0) base[static_cast<std::size_t>(blk)].push_back((clk::now() - t0).count());
-                }
-            }
-        });
-    auto p50 = [](std::vector<std::int64_t> v) {
-        std::sort(v.begin(), v.end());
-        return v[v.size() / 2];
-    };
-    std::vector<double> ratios;
-    std::vector<std::int64_t> all_ch, all_base;
-    for (int blk = 0; blk < blocks; ++blk) {
-        auto& c = ch[static_cast<std::size_t>(blk)];
-        auto& d = base[static_cast<std::size_t>(blk)];
-        ratios.push_back(static_cast<double>(p50(c)) / static_cast<double>(std::max<std::int64_t>(1, p50(d))));
-        all_ch.insert(all_ch.end(), c.begin(), c.end());
-        all_base.insert(all_base.end(), d.begin(), d.end());
-    }
-    std::sort(ratios.begin(), ratios.end());
-    std::printf("rt-compare mode=%s channel_p50_ns=%lld baseline=%s baseline_p50_ns=%lld ratio=%.2f ratio_min=%.2f "
-                "ratio_max=%.2f blocks=%d placement=\"%s\"\n",
-                spin ? "spin" : (mode == sync::wait_mode::block ? "block" : "adaptive"),
-                static_cast<long long>(p50(all_ch)), spin ? "two-atomic" : "futex",
-                static_cast<long long>(p50(all_base)), ratios[ratios.size() / 2], ratios.front(), ratios.back(), blocks,
-                placement().c_str());
-}
-
 void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t v) {
     syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), FUTEX_WAIT, v, nullptr, nullptr, 0);
 }
@@ -268,6 +173,95 @@ void rt_futex(int n) {
             }
         });
     report_latency("rt-futex", times);
+}
+
+// The channel and its bare baseline in the same two processes, in
+// alternating blocks (A B A B ...): a change of the machine's state (on a VM
+// the host moves virtual CPUs about) hits both alike. The baseline for spin
+// is a two-atomic ping-pong (ping and pong on their own cache lines); for
+// block and adaptive, a futex ping-pong. Prints both p50s and the median of
+// the per-block ratios.
+void rt_compare(sync::wait_mode mode, int n, int blocks) {
+    std::size_t sz = ring::region_size(65536);
+    auto* a = static_cast<std::byte*>(shared(sz));
+    auto* b = static_cast<std::byte*>(shared(sz));
+    ring::channel::format({a, sz}, 65536, 4096);
+    ring::channel::format({b, sz}, 65536, 4096);
+    auto* words = static_cast<std::byte*>(shared(4096));
+    auto* ping = new (words) std::atomic<std::uint32_t>(0);
+    auto* pong = new (words + 128) std::atomic<std::uint32_t>(0);  // apart: no adjacent-line pairing either
+    const bool spin = mode == sync::wait_mode::spin;
+    const int per = std::max(1, n / blocks);
+    const int warm = 1000;
+    std::string msg(64, 'p');
+    std::vector<std::vector<std::int64_t>> ch(static_cast<std::size_t>(blocks)), base(static_cast<std::size_t>(blocks));
+    auto bare_wait = [&](std::atomic<std::uint32_t>* w, std::uint32_t want) {
+        std::uint32_t v;
+        while ((v = w->load(std::memory_order_acquire)) != want) {
+            if (spin) sync::cpu_relax();
+            else futex_wait(w, v);
+        }
+    };
+    auto bare_post = [&](std::atomic<std::uint32_t>* w, std::uint32_t v) {
+        w->store(v, spin ? std::memory_order_release : std::memory_order_seq_cst);
+        if (!spin) futex_wake(w);
+    };
+    // One side echoes, the other measures: the same blocks in the same order.
+    auto side = [&](bool measuring) {
+        ring::channel on_a({a, sz}), on_b({b, sz});  // a carries requests, b replies
+        std::string buf;
+        std::uint32_t k = 0;
+        for (int blk = -1; blk < blocks; ++blk) {
+            int m = blk < 0 ? warm : per;
+            auto keep = [&](std::vector<std::vector<std::int64_t>>& into, clk::time_point t0) {
+                if (measuring && blk >= 0) into[static_cast<std::size_t>(blk)].push_back((clk::now() - t0).count());
+            };
+            for (int i = 0; i < m; ++i) {
+                auto t0 = clk::now();
+                if (measuring) {
+                    on_a.send(msg, deadline::never(), mode);
+                    on_b.receive_into(buf, deadline::never(), mode);
+                } else {
+                    on_a.receive_into(buf, deadline::never(), mode);
+                    on_b.send(buf, deadline::never(), mode);
+                }
+                keep(ch, t0);
+            }
+            for (int i = 0; i < m; ++i) {
+                ++k;
+                auto t0 = clk::now();
+                if (measuring) {
+                    bare_post(ping, k);
+                    bare_wait(pong, k);
+                } else {
+                    bare_wait(ping, k);
+                    bare_post(pong, k);
+                }
+                keep(base, t0);
+            }
+        }
+    };
+    two_processes([&] { side(false); }, [&] { side(true); });
+    auto p50 = [](std::vector<std::int64_t> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    std::vector<double> ratios;
+    std::vector<std::int64_t> all_ch, all_base;
+    for (int blk = 0; blk < blocks; ++blk) {
+        auto& c = ch[static_cast<std::size_t>(blk)];
+        auto& d = base[static_cast<std::size_t>(blk)];
+        ratios.push_back(static_cast<double>(p50(c)) / static_cast<double>(std::max<std::int64_t>(1, p50(d))));
+        all_ch.insert(all_ch.end(), c.begin(), c.end());
+        all_base.insert(all_base.end(), d.begin(), d.end());
+    }
+    std::sort(ratios.begin(), ratios.end());
+    std::printf("rt-compare mode=%s channel_p50_ns=%lld baseline=%s baseline_p50_ns=%lld ratio=%.2f ratio_min=%.2f "
+                "ratio_max=%.2f blocks=%d placement=\"%s\"\n",
+                spin ? "spin" : (mode == sync::wait_mode::block ? "block" : "adaptive"),
+                static_cast<long long>(p50(all_ch)), spin ? "two-atomic" : "futex",
+                static_cast<long long>(p50(all_base)), ratios[ratios.size() / 2], ratios.front(), ratios.back(), blocks,
+                placement().c_str());
 }
 
 void rt_fds(bool socket, int n) {

@@ -2,7 +2,6 @@
 // The RPC client: one endpoint, a kept connection, the chosen encoding, and
 // the failure semantics (what is resent after a failure, and what is
 // reported as an unknown outcome).
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -107,7 +106,7 @@ struct client::impl {
         }
         fd = connect(ep, until);
         blocking_reads = false;
-        if (!o.lease && !signal_handlers_installed()) {
+        if (!o.lease && !signal_handlers_installed() && (!o.timeout || *o.timeout >= std::chrono::milliseconds(20))) {
             // Writes pass MSG_DONTWAIT (send_bytes); reads block up to the
             // timeout. (Not in a program that handles SIGINT: a signal just
             // before recv(2) would go unseen until the reply.)
@@ -117,11 +116,10 @@ struct client::impl {
                 tv.tv_sec = static_cast<time_t>(us / 1000000);
                 tv.tv_usec = static_cast<suseconds_t>(us % 1000000);
             }
-            int fl = ::fcntl(fd.get(), F_GETFL);
-            blocking_reads = (!o.timeout || *o.timeout >= std::chrono::milliseconds(20)) && fl >= 0 &&
-                             ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
-                             ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK) == 0;
-            if (!blocking_reads && fl >= 0) ::fcntl(fd.get(), F_SETFL, fl);
+            if (::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0) {
+                set_nonblocking(fd.get(), false);
+                blocking_reads = true;
+            }
         }
         reader = frame_reader(o.max_reply);
         reader.expect(o.enc);

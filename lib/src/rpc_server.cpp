@@ -1144,7 +1144,11 @@ struct server::impl {
                 return;
             }
             // The reader blocks in recv(2); writers pass MSG_DONTWAIT.
-            set_blocking(fd.get());
+            try {
+                set_nonblocking(fd.get(), false);
+            } catch (const std::exception&) {
+                continue;  // the connection is closed
+            }
             if (!is_unix) {
                 int one = 1;
                 ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1163,11 +1167,6 @@ struct server::impl {
                 return;
             }
         }
-    }
-
-    static void set_blocking(int fd) {
-        int fl = ::fcntl(fd, F_GETFL);
-        if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     }
 
     // A connection's reader: blocking reads until the client is done, then
