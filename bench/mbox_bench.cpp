@@ -8,7 +8,7 @@
 //
 // Usage: bench_mbox [--backend local|redis://HOST:PORT[/DB]] [--start-redis]
 //                   [--dir DIR] [--messages N] [--size B] [--batch K]
-//                   [--runs R] [--max-msgs M] [--only fan-out|fan-in] [--no-raw]
+//                   [--runs R] [--max-msgs M] [--only fan-out|fan-in] [--no-raw | --raw-only]
 // Prints a table, then one JSON object on the last line. Runs alternate
 // mailbox and baseline; figures are medians over the runs.
 #include <algorithm>
@@ -45,6 +45,7 @@ struct config {
     std::string dir;
     bool start_redis = false;
     bool raw = true;
+    bool mailbox = true;  // false: the bare loops only (--raw-only, to profile the server)
     std::string only;
     std::size_t messages = 100000;
     std::size_t size = 64;
@@ -268,7 +269,10 @@ struct raw_conn {
     ~raw_conn() { redisFree(c); }
 };
 
-double run_raw(const config& cfg, const std::string& pattern, int run) {
+// fields: false, the entries carry only a body; true, the fields every
+// mailbox message carries (seq, ts, pid, uid, body; the seq is the
+// sender's own count here, so it is not gap-free across senders).
+double run_raw(const config& cfg, const std::string& pattern, int run, bool fields) {
     std::string key = fmt::format("bench-raw:{{{}-{}-{}}}", pattern, ::getpid(), run);
     const bool fan_out = pattern == "fan-out";
     const int senders = fan_out ? 1 : 4, groups = fan_out ? 4 : 1;
@@ -287,8 +291,18 @@ double run_raw(const config& cfg, const std::string& pattern, int run) {
             std::size_t sent = 0;
             while (sent < per_sender) {
                 std::size_t n = std::min(cfg.batch, per_sender - sent);
-                for (std::size_t i = 0; i < n; ++i)
-                    redisAppendCommand(rc.c, "XADD %s * body %b", key.c_str(), body.data(), body.size());
+                for (std::size_t i = 0; i < n; ++i) {
+                    if (fields) {
+                        auto ts = std::chrono::system_clock::now().time_since_epoch();
+                        std::string seq = std::to_string(sent + i + 1);
+                        std::string t = std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(ts).count());
+                        std::string pid = std::to_string(::getpid()), uid = std::to_string(::getuid());
+                        redisAppendCommand(rc.c, "XADD %s * seq %s ts %s pid %s uid %s body %b", key.c_str(), seq.c_str(),
+                                           t.c_str(), pid.c_str(), uid.c_str(), body.data(), body.size());
+                    } else {
+                        redisAppendCommand(rc.c, "XADD %s * body %b", key.c_str(), body.data(), body.size());
+                    }
+                }
                 for (std::size_t i = 0; i < n; ++i) {
                     void* r = nullptr;
                     if (redisGetReply(rc.c, &r) != REDIS_OK) throw std::runtime_error("XADD failed");
@@ -412,6 +426,7 @@ int main(int argc, char** argv) {
         else if (a == "--dir") cfg.dir = value();
         else if (a == "--start-redis") cfg.start_redis = true;
         else if (a == "--no-raw") cfg.raw = false;
+        else if (a == "--raw-only") cfg.mailbox = false;
         else if (a == "--compare") cfg.compare = true;
         else if (a == "--only") cfg.only = value();
         else if (a == "--messages") cfg.messages = std::stoull(value());
@@ -422,7 +437,7 @@ int main(int argc, char** argv) {
         else if (a == "-h" || a == "--help") {
             std::puts("usage: bench_mbox [--backend local|redis://HOST:PORT[/DB]] [--start-redis] [--dir DIR]\n"
                       "                  [--messages N] [--size B] [--batch K] [--runs R] [--max-msgs M]\n"
-                      "                  [--only fan-out|fan-in] [--no-raw]\n"
+                      "                  [--only fan-out|fan-in] [--no-raw | --raw-only]\n"
                       "       bench_mbox --compare [...]   local and redis mailboxes, bare hiredis, nngcat");
             return 0;
         } else die("unknown option " + a);
@@ -448,10 +463,10 @@ int main(int argc, char** argv) {
     std::printf("mailbox throughput, %zu messages of %zu B, send batches of %zu, %zu runs (medians), backend %s\n",
                 cfg.messages, cfg.size, cfg.batch, cfg.runs, shown.c_str());
     for (auto& p : patterns) {
-        std::vector<double> box, local, raw, nng, nng_lost;
+        std::vector<double> box, local, raw, rawf, nng, nng_lost;
         for (std::size_t r = 0; r < cfg.runs; ++r) {
             try {
-                box.push_back(run_mailbox(cfg, p, static_cast<int>(r)));
+                if (cfg.mailbox) box.push_back(run_mailbox(cfg, p, static_cast<int>(r)));
                 if (cfg.compare) {
                     config lc = cfg;
                     lc.backend = "local";
@@ -460,33 +475,44 @@ int main(int argc, char** argv) {
             } catch (const ipc::error& e) {
                 die(std::string("mailbox: ") + e.what(), static_cast<int>(e.code()));
             }
-            if (redis && cfg.raw) raw.push_back(run_raw(cfg, p, static_cast<int>(r)));
+            if (redis && cfg.raw) {
+                raw.push_back(run_raw(cfg, p, static_cast<int>(r), false));
+                rawf.push_back(run_raw(cfg, p, static_cast<int>(r), true));
+            }
             if (cfg.compare && have_nngcat()) {
                 double lost = 0;
                 nng.push_back(run_nngcat(cfg, p, static_cast<int>(r), &lost));
                 nng_lost.push_back(lost);
             }
-            if (box.back() < 0 || (!raw.empty() && raw.back() < 0) || (!local.empty() && local.back() < 0))
+            if ((!box.empty() && box.back() < 0) || (!raw.empty() && (raw.back() < 0 || rawf.back() < 0)) || (!local.empty() && local.back() < 0))
                 die("a run failed (see above)", 70);
         }
         if (!local.empty()) rows.push_back({p, "local", median(local)});
-        rows.push_back({p, cfg.compare ? "redis" : "mailbox", median(box)});
-        if (!raw.empty()) rows.push_back({p, "hiredis-raw", median(raw)});
+        if (!box.empty()) rows.push_back({p, cfg.compare ? "redis" : "mailbox", median(box)});
+        if (!raw.empty()) {
+            rows.push_back({p, "hiredis-raw", median(raw)});
+            rows.push_back({p, "raw-fields", median(rawf)});
+        }
         if (!nng.empty()) {
             rows.push_back({p, "nngcat", median(nng)});
             std::printf("nngcat %s: receivers got %.1f%% fewer messages than were sent (median)\n", p.c_str(),
                         median(nng_lost));
         }
     }
-    std::printf("%-8s %-12s %14s %16s %8s\n", "pattern", "what", "msgs/s", "deliveries/s", "ratio");
+    // ratio: against the bare loop whose entries carry only a body; fields:
+    // against the bare loop whose entries carry the mailbox's fields.
+    std::printf("%-8s %-12s %14s %16s %8s %8s\n", "pattern", "what", "msgs/s", "deliveries/s", "ratio", "fields");
     for (auto& r : rows) {
         int deliveries_per = r.pattern == "fan-out" ? 4 : 1;
-        double base = 0;
-        for (auto& o : rows)
+        double base = 0, base_fields = 0;
+        for (auto& o : rows) {
             if (o.pattern == r.pattern && o.what == "hiredis-raw") base = o.mps;
+            if (o.pattern == r.pattern && o.what == "raw-fields") base_fields = o.mps;
+        }
         std::string ratio = base > 0 ? fmt::format("{:.2f}", r.mps / base) : "-";
-        std::printf("%-8s %-12s %14.0f %16.0f %8s\n", r.pattern.c_str(), r.what.c_str(), r.mps, r.mps * deliveries_per,
-                    ratio.c_str());
+        std::string ratio_fields = base_fields > 0 ? fmt::format("{:.2f}", r.mps / base_fields) : "-";
+        std::printf("%-8s %-12s %14.0f %16.0f %8s %8s\n", r.pattern.c_str(), r.what.c_str(), r.mps,
+                    r.mps * deliveries_per, ratio.c_str(), ratio_fields.c_str());
     }
     std::string json = fmt::format("{{\"mbox_bench\":{{\"backend\":\"{}\",\"messages\":{},\"size\":{},\"batch\":{},\"runs\":{},\"results\":[",
                                    redis ? "redis" : cfg.backend, cfg.messages, cfg.size, cfg.batch, cfg.runs);

@@ -20,7 +20,10 @@
 //                            and not yet reported: "FIRST LAST REASON;..."),
 //                            delivered, redelivered, acked, filtered, dropped,
 //                            dead_lettered, lost (pending entries evicted by
-//                            drop-oldest), lease:CONSUMER (ms)
+//                            drop-oldest), lease:CONSUMER (ms), fast_last and
+//                            fast_er (the group's last-delivered id and
+//                            entries-read as the fast path below left them;
+//                            empty once the recv script moved the group)
 //   ipc-mbox:{NAME}:ev       wake-up stream (MAXLEN 1) for receivers: written
 //                            when a message is handed to its addressee, a
 //                            lease is released or a group removed
@@ -48,7 +51,9 @@
 // position and destroyed again in the same transaction, so no other client
 // ever sees it; the addressee index tells which entries to hand to their
 // addressees. Held messages and expired leases still go through the recv
-// script first.
+// script first. The group's position comes from fast_last, checked against
+// XINFO GROUPS after the read: a group moved by hand (XREADGROUP, XGROUP
+// SETID) in between makes the read void, and the recv script takes over.
 //
 // STREAM ENTRY FIELDS, as `redis-cli XRANGE ipc-mbox:{NAME} - +` shows
 // them: seq (decimal, gap-free from 1), ts (wall clock at send, ns since the

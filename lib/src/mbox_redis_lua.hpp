@@ -56,8 +56,10 @@ local function wake(key) redis.call('XADD', key, 'MAXLEN', 1, '*', 'w', '1') end
 -- Retention: frees every entry that each group has passed (taken, or acked
 -- when it was delivered with --ack; held entries stay). Without groups
 -- nothing is freed here: entries wait for a group up to the capacity.
--- Wakes blocked senders when it freed something.
-local function retain(stream, meta, free, gs)
+-- Wakes blocked senders when it freed something. known: meta's bytes_exact
+-- and full as the caller read them ({exact = v, full = v}), to skip writes
+-- that change nothing; nil: write them.
+local function retain(stream, meta, free, gs, known)
   gs = gs or groups(stream)
   if #gs == 0 then return 0 end
   local floor = nil
@@ -74,8 +76,10 @@ local function retain(stream, meta, free, gs)
   if freed == 0 then return 0 end
   redis.call('XTRIM', stream .. ':to', 'MINID', floor)
   -- bytes is now an upper bound: recount() makes it exact when it matters
-  redis.call('HSET', meta, 'bytes_exact', '0')
-  if redis.call('HDEL', meta, 'full') > 0 then wake(free) end
+  if not known or known.exact ~= '0' then redis.call('HSET', meta, 'bytes_exact', '0') end
+  if not known or known.full then
+    if redis.call('HDEL', meta, 'full') > 0 then wake(free) end
+  end
   return freed
 end
 local function forget_consumer(stream, g, c)
@@ -250,7 +254,32 @@ local a = {'XADD', b.stream, '*', 'seq', '', 'ts', ARGV[2], 'pid', ARGV[3], 'uid
 if ARGV[5] ~= '' then a[#a + 1] = 'from'; a[#a + 1] = ARGV[5] end
 local base, fixed = #a, 0
 for j = 4, base do fixed = fixed + #a[j] end  -- charged bytes of the fixed part (seq value added below)
+-- The common case first, with as little Lua per message as can be: no topic
+-- or addressee, and room for the whole batch (counted with the longest seq).
+local plain, total, seqlen = true, 0, #str(b.seq + n)
 for i = 0, n - 1 do
+  local body = ARGV[9 + 3 * i]
+  if ARGV[7 + 3 * i] ~= '' or ARGV[8 + 3 * i] ~= '' or #body > b.max_msg_size then plain = false; break end
+  total = total + fixed + 4 + seqlen + #body
+end
+local done = 0
+if plain and b.len + n <= b.max_msgs and b.bytes + total <= b.max_bytes then
+  local stream, s, added = b.stream, b.seq, 0
+  local ts, pid, uid, as = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+  for i = 0, n - 1 do
+    s = s + 1
+    local sq, body = str(s), ARGV[9 + 3 * i]
+    if as == '' then
+      lastid = redis.call('XADD', stream, '*', 'seq', sq, 'ts', ts, 'pid', pid, 'uid', uid, 'body', body)
+    else
+      lastid = redis.call('XADD', stream, '*', 'seq', sq, 'ts', ts, 'pid', pid, 'uid', uid, 'from', as, 'body', body)
+    end
+    added = added + fixed + 4 + #sq + #body
+  end
+  b.seq, b.len, b.bytes, b.sent = s, b.len + n, b.bytes + added, n
+  done = n
+end
+for i = done, n - 1 do
   local topic, to, body = ARGV[7 + 3 * i], ARGV[8 + 3 * i], ARGV[9 + 3 * i]
   local k, size = base, fixed + 4 + #body
   if topic ~= '' then a[k + 1] = 'topic'; a[k + 2] = topic; k = k + 2; size = size + 5 + #topic end
@@ -473,7 +502,8 @@ end
 if #unacked > 0 then redis.call('XACK', stream, g, unpack(unacked)) end
 
 -- 4. Book-keeping.
-redis.call('HSET', gk, 'pos', str(pos), 'skip', take_skips())
+-- fast_last: the group may have moved; the fast path reads its position again
+redis.call('HSET', gk, 'pos', str(pos), 'skip', take_skips(), 'fast_last', '')
 for k, v in pairs(c) do
   if v > 0 then redis.call('HINCRBY', gk, k, v) end
 end
@@ -599,6 +629,15 @@ return 1
 // the group to and destroys: when fast_pre did not run (a script missing
 // after SCRIPT FLUSH) or said no, the XREADGROUP fails with NOGROUP and
 // takes nothing. No other client ever sees the reader.
+//
+// The group's position (last-delivered id and entries-read) is kept in the
+// group hash as fast_last and fast_er by fast_post, so that fast_pre need not
+// ask XINFO GROUPS for it (a script pays for every reply element it reads);
+// everything else that moves the group clears fast_last. fast_post checks
+// the recorded position against XINFO GROUPS: when the group was moved by
+// other means (XREADGROUP or XGROUP SETID by hand), it discards the read
+// ({'SLOW'}: the group itself has not moved, so nothing is lost or taken
+// twice) and clears fast_last.
 
 // KEYS: stream. ARGV: group name lease-ms reader.
 // Creates the reader when the fast path may deliver: the group exists without
@@ -606,18 +645,12 @@ return 1
 // recv script delivers those first). Returns 1 when it did, else 0.
 inline constexpr const char* fast_pre = R"lua(
 local stream, g, name, lease, reader = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-if redis.call('EXISTS', stream) == 0 then return 0 end
-local gi = nil
-for _, x in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-  local m = fmap(x)
-  if m['name'] == g then gi = m end
-  if m['name'] == reader then redis.call('XGROUP', 'DESTROY', stream, reader) end
-end
-if not gi then return 0 end
 local gk = gkey(stream, g)
-local h = redis.call('HMGET', gk, 'topic', 'from')
-if h[1] ~= '' or h[2] ~= '' then return 0 end
-if gi['pending'] > 0 then
+local h = redis.call('HMGET', gk, 'topic', 'from', 'fast_last', 'fast_er')
+if h[1] ~= '' or h[2] ~= '' then return 0 end  -- a subscription, or a group the recv script has not set up
+local p = redis.pcall('XPENDING', stream, g)
+if p.err then return 0 end  -- no stream, or no such group
+if p[1] > 0 then
   if name ~= '' then
     for _, e in ipairs(redis.call('XPENDING', stream, g, '-', '+', 1000, name)) do
       if e[4] == 0 then return 0 end
@@ -625,21 +658,36 @@ if gi['pending'] > 0 then
   end
   local cursor = '-'
   for _ = 1, 10 do
-    local p = redis.call('XPENDING', stream, g, 'IDLE', lease, cursor, '+', 100)
-    for _, e in ipairs(p) do
+    local q = redis.call('XPENDING', stream, g, 'IDLE', lease, cursor, '+', 100)
+    for _, e in ipairs(q) do
       if e[4] > 0 then
         local olease = tonumber(redis.call('HGET', gk, 'lease:' .. e[2]) or '') or lease
         if e[3] >= olease then return 0 end
       end
       cursor = '(' .. e[1]
     end
-    if #p < 100 then break end
+    if #q < 100 then break end
   end
 end
-if type(gi['entries-read']) == 'number' then
-  redis.call('XGROUP', 'CREATE', stream, reader, gi['last-delivered-id'], 'ENTRIESREAD', gi['entries-read'])
-else
-  redis.call('XGROUP', 'CREATE', stream, reader, gi['last-delivered-id'])
+local last, er = h[3], h[4] or ''
+if not last or last == '' then
+  -- not recorded (a new group, or moved by the recv script): ask once
+  for _, x in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local m = fmap(x)
+    if m['name'] == g then
+      last = m['last-delivered-id']
+      er = type(m['entries-read']) == 'number' and str(m['entries-read']) or ''
+    end
+  end
+  if not last or last == '' then return 0 end
+  redis.call('HSET', gk, 'fast_last', last, 'fast_er', er)
+end
+local create = {'XGROUP', 'CREATE', stream, reader, last}
+if er ~= '' then create[6] = 'ENTRIESREAD'; create[7] = er end
+if redis.pcall(unpack(create)).err then
+  -- a reader left over by a step that failed half-way
+  redis.call('XGROUP', 'DESTROY', stream, reader)
+  redis.call(unpack(create))
 end
 return 1
 )lua";
@@ -651,33 +699,49 @@ return 1
 // message for this receiver (or all of them when there is none), counts,
 // frees, and returns {'OK', previous pos, previous skip, id of the last entry
 // for this receiver or ''}; {'EMPTY', last-delivered id, ev top id} when
-// nothing was read; {'SLOW'} when there was no reader. The client computes
-// the skipped ranges up to that entry by the same rules (gaps are 'dropped',
-// entries addressed to others 'addressed').
+// nothing was read; {'SLOW'} when there was no reader, or the group had
+// moved since fast_last was recorded (the client then discards the read).
+// The client computes the skipped ranges up to that entry by the same rules
+// (gaps are 'dropped', entries addressed to others 'addressed').
 inline constexpr const char* fast_post = R"lua(
 local stream, meta, ev, free = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local g, name, reader = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('EXISTS', stream) == 0 then return {'SLOW'} end
-local gi, ri = nil, nil
-local infos = redis.call('XINFO', 'GROUPS', stream)
+local infos = redis.pcall('XINFO', 'GROUPS', stream)
+if infos.err then return {'SLOW'} end
+-- The groups, read by position (the order XINFO GROUPS has in Redis 7.0) or by name.
+local gi, ri, gs = nil, nil, {}
 for _, x in ipairs(infos) do
-  local m = fmap(x)
-  if m['name'] == g then gi = m elseif m['name'] == reader then ri = m end
+  local m
+  if x[1] == 'name' and x[5] == 'pending' and x[7] == 'last-delivered-id' and x[9] == 'entries-read' then
+    m = {name = x[2], pending = x[6], last = x[8], er = x[10]}
+  else
+    local f = fmap(x)
+    m = {name = f['name'], pending = f['pending'], last = f['last-delivered-id'], er = f['entries-read']}
+  end
+  if m.name == g then gi = m elseif m.name == reader then ri = m end
+  if string.byte(m.name, 1) ~= 0 then gs[#gs + 1] = m end
 end
 if not ri then return {'SLOW'} end
 redis.call('XGROUP', 'DESTROY', stream, reader)
 if not gi then return {'SLOW'} end
-local lid0, lid = gi['last-delivered-id'], ri['last-delivered-id']
+local gk = gkey(stream, g)
+local h = redis.call('HMGET', gk, 'pos', 'skip', 'fast_last', 'delivered')
+if h[3] ~= gi.last then
+  if h[3] then redis.call('HSET', gk, 'fast_last', '') end
+  return {'SLOW'}
+end
+local lid0, lid = gi.last, ri.last
 if lid == lid0 then return {'EMPTY', lid, last_id(ev)} end
-if type(ri['entries-read']) == 'number' then
-  redis.call('XGROUP', 'SETID', stream, g, lid, 'ENTRIESREAD', ri['entries-read'])
+local er = ''
+if type(ri.er) == 'number' then
+  er = str(ri.er)
+  redis.call('XGROUP', 'SETID', stream, g, lid, 'ENTRIESREAD', ri.er)
 else
   redis.call('XGROUP', 'SETID', stream, g, lid)
 end
+local mh = redis.call('HMGET', meta, 'lastid', 'bytes_exact', 'full')
 -- entries not indexed yet (not added by the send script) among those read
-if idlt(redis.call('HGET', meta, 'lastid') or '0-0', lid) then index_new(stream, meta) end
-local gk = gkey(stream, g)
-local h = redis.call('HMGET', gk, 'pos', 'skip')
+if idlt(mh[1] or '0-0', lid) then index_new(stream, meta) end
 local oldpos, oldskip = num(h[1]), h[2] or ''
 local from = '(' .. lid0
 local other, nother = {}, 0
@@ -730,22 +794,21 @@ end
 local parts = {}
 for _, x in ipairs(skips) do parts[#parts + 1] = str(x[1]) .. ' ' .. str(x[2]) .. ' ' .. x[3] .. ';' end
 if top_seq and top_seq > pos then pos = top_seq end
-redis.call('HSET', gk, 'pos', str(pos), 'skip', table.concat(parts))
 local n
-if type(ri['entries-read']) == 'number' and type(gi['entries-read']) == 'number' then
-  n = ri['entries-read'] - gi['entries-read']
+if type(ri.er) == 'number' and type(gi.er) == 'number' then
+  n = ri.er - gi.er
 else
   n = pos - oldpos
 end
 n = n - nother
-if n > 0 then redis.call('HINCRBY', gk, 'delivered', n) end
+local delivered = num(h[4])
+if n > 0 then delivered = delivered + n end
+redis.call('HSET', gk, 'pos', str(pos), 'skip', table.concat(parts), 'delivered', str(delivered),
+           'fast_last', lid, 'fast_er', er)
 -- retention with the groups as they are now: ours moved, the reader gone
-local gs = {}
-for _, x in ipairs(groups(stream, infos)) do
-  if x.name == g then x.last = lid; x.pending = x.pending + nother end
-  gs[#gs + 1] = x
-end
-retain(stream, meta, free, gs)
+gi.last = lid
+gi.pending = gi.pending + nother
+retain(stream, meta, free, gs, {exact = mh[2], full = mh[3]})
 if nother > 0 then wake(ev) end
 redis.call('HINCRBY', meta, 'changes', 1)
 return {'OK', str(oldpos), oldskip, boundary or ''}

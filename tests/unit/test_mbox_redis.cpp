@@ -1081,3 +1081,41 @@ TEST_CASE("redis mailbox: fast path and recv script mixed in one group", "[mbox]
     CHECK(st.groups.size() == 1);  // no reader left behind
     CHECK(group_of(st, "g")->delivered == 24 + 1);  // 21 was delivered twice
 }
+
+TEST_CASE("redis mailbox: fast path after the group was moved by hand", "[mbox][redis]") {
+    // The fast path keeps the group's position in the group hash (fast_last)
+    // instead of asking XINFO GROUPS; a group moved by other means must not
+    // make it deliver from the recorded, stale, position.
+    testing::redis_server srv;
+    REDIS_OR_SKIP(srv);
+    auto loc = make_box(srv, "byhand");
+    std::string stream = "ipc-mbox:{" + loc.name.substr(1) + "}";
+    auto t = mbox::redis::open(loc);
+    CHECK(take(*t, opts("g", 4, 0ms)).empty());
+    std::vector<mbox::outgoing> msgs;
+    for (int i = 1; i <= 12; ++i) msgs.push_back({std::to_string(i), "", ""});
+    REQUIRE(t->send(msgs, {}).seqs.size() == 12);
+    auto a = take(*t, opts("g", 4, 0ms));  // 1..4, through the fast path: fast_last recorded
+    REQUIRE(a.size() == 4);
+    CHECK(a[3].seq == 4);
+    CHECK(fast_path_used(srv));
+    auto hash = srv.cli({"HGET", stream + ":g:g", "fast_last"});
+    CHECK(hash.out.find('-') != std::string::npos);
+
+    // Someone else takes 5 and 6 with a plain XREADGROUP: the group is at 6.
+    auto xr = srv.cli({"XREADGROUP", "GROUP", "g", "someone", "COUNT", "2", "NOACK", "STREAMS", stream, ">"});
+    REQUIRE(xr.status == 0);
+    CHECK(xr.out.find("body") != std::string::npos);
+    auto b = take(*t, opts("g", 3, 0ms));
+    REQUIRE(b.size() == 3);
+    CHECK(b[0].seq == 7);  // not 5 again
+    CHECK(b[2].seq == 9);
+
+    auto c = take(*t, opts("g", 10, 0ms));  // the recv script took 7..9: the fast path again, from 9
+    REQUIRE(c.size() == 3);
+    CHECK(c[0].seq == 10);
+    CHECK(c[2].seq == 12);
+    CHECK(take(*t, opts("g", 10, 0ms)).empty());
+    auto st = t->stat();
+    CHECK(st.groups.size() == 1);  // no reader left behind
+}
