@@ -729,7 +729,14 @@ send_result redis_mailbox::send(std::span<const outgoing> msgs, const send_optio
             bytes += msgs[i + n++].data.size();
         args a;
         a.add(policy).snum(now_ns()).add(pid).add(uid).add(opt.as).num(n);
-        for (std::size_t j = 0; j < n; ++j) a.add(msgs[i + j].topic).add(msgs[i + j].to).add(msgs[i + j].data);
+        bool bodies = std::all_of(msgs.begin() + static_cast<std::ptrdiff_t>(i),
+                                  msgs.begin() + static_cast<std::ptrdiff_t>(i + n),
+                                  [](const outgoing& m) { return m.topic.empty() && m.to.empty(); });
+        a.add(bodies ? "b" : "t");
+        for (std::size_t j = 0; j < n; ++j) {
+            if (!bodies) a.add(msgs[i + j].topic).add(msgs[i + j].to);
+            a.add(msgs[i + j].data);
+        }
         reply r = c_.eval(s_send(), {k_.stream, k_.meta, k_.ev, k_.free}, a);
         std::uint64_t first = to_u64(text(at(r.get(), 0))), sent = to_u64(text(at(r.get(), 1)));
         for (std::uint64_t s = 0; s < sent; ++s) res.seqs.push_back(first + s);

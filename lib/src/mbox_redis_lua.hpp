@@ -237,15 +237,20 @@ redis.call('HSET', KEYS[2], 'version', '1', 'max_msgs', ARGV[1], 'max_bytes', AR
 return 1
 )lua";
 
-// KEYS: stream meta ev free. ARGV: policy ('' = the mailbox's) ts pid uid from n,
-// then n times: topic to body.
+// KEYS: stream meta ev free. ARGV: policy ('' = the mailbox's) ts pid uid from n
+// layout, then n times: topic to body (layout 't'), or body (layout 'b': no
+// topics or addressees; a third of the arguments, which cost the script too).
 // Returns {first seq, how many were sent, 'OK' | 'FULL' | 'TOOBIG', free stream id}.
 inline constexpr const char* send = R"lua(
 local b = load_box(KEYS[1], KEYS[2])
 if not b then return redis.error_reply('NOMBOX no such mailbox') end
 local policy = ARGV[1]
 if policy == '' then policy = b.overflow end
-local n = tonumber(ARGV[6])
+local n, bodies = tonumber(ARGV[6]), ARGV[7] == 'b'
+local function msg(i)
+  if bodies then return '', '', ARGV[8 + i] end
+  return ARGV[8 + 3 * i], ARGV[9 + 3 * i], ARGV[10 + 3 * i]
+end
 local first, status = b.seq + 1, 'OK'
 index_new(b.stream, b.meta)
 local idx, lastid = b.stream .. ':to', nil
@@ -254,21 +259,23 @@ local a = {'XADD', b.stream, '*', 'seq', '', 'ts', ARGV[2], 'pid', ARGV[3], 'uid
 if ARGV[5] ~= '' then a[#a + 1] = 'from'; a[#a + 1] = ARGV[5] end
 local base, fixed = #a, 0
 for j = 4, base do fixed = fixed + #a[j] end  -- charged bytes of the fixed part (seq value added below)
--- The common case first, with as little Lua per message as can be: no topic
--- or addressee, and room for the whole batch (counted with the longest seq).
-local plain, total, seqlen = true, 0, #str(b.seq + n)
-for i = 0, n - 1 do
-  local body = ARGV[9 + 3 * i]
-  if ARGV[7 + 3 * i] ~= '' or ARGV[8 + 3 * i] ~= '' or #body > b.max_msg_size then plain = false; break end
-  total = total + fixed + 4 + seqlen + #body
+-- The common case first, with as little Lua per message as can be: bodies
+-- only, and room for the whole batch (counted with the longest seq).
+local total, seqlen = 0, #str(b.seq + n)
+if bodies then
+  for i = 0, n - 1 do
+    local body = ARGV[8 + i]
+    if #body > b.max_msg_size then total = nil; break end
+    total = total + fixed + 4 + seqlen + #body
+  end
 end
 local done = 0
-if plain and b.len + n <= b.max_msgs and b.bytes + total <= b.max_bytes then
+if bodies and total and b.len + n <= b.max_msgs and b.bytes + total <= b.max_bytes then
   local stream, s, added = b.stream, b.seq, 0
   local ts, pid, uid, as = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
   for i = 0, n - 1 do
     s = s + 1
-    local sq, body = str(s), ARGV[9 + 3 * i]
+    local sq, body = str(s), ARGV[8 + i]
     if as == '' then
       lastid = redis.call('XADD', stream, '*', 'seq', sq, 'ts', ts, 'pid', pid, 'uid', uid, 'body', body)
     else
@@ -280,7 +287,7 @@ if plain and b.len + n <= b.max_msgs and b.bytes + total <= b.max_bytes then
   done = n
 end
 for i = done, n - 1 do
-  local topic, to, body = ARGV[7 + 3 * i], ARGV[8 + 3 * i], ARGV[9 + 3 * i]
+  local topic, to, body = msg(i)
   local k, size = base, fixed + 4 + #body
   if topic ~= '' then a[k + 1] = 'topic'; a[k + 2] = topic; k = k + 2; size = size + 5 + #topic end
   if to ~= '' then a[k + 1] = 'to'; a[k + 2] = to; k = k + 2; size = size + 2 + #to end
