@@ -10,6 +10,7 @@
 //                                                the channel and its baseline (two-atomic
 //                                                for spin, futex otherwise) alternating
 //                                                in blocks within one pair of processes
+//                                                (BENCH_MSG=SIZE: the message size, default 64)
 //   bench_shm rt-pipe N | rt-socket N            64-byte round trips through the kernel
 //   bench_shm stream-channel SIZE N              one-way messages/s (channel, adaptive, bursts)
 //   bench_shm stream-channel-single SIZE N       the same, one send/receive call per message
@@ -193,7 +194,7 @@ void rt_compare(sync::wait_mode mode, int n, int blocks) {
     const bool spin = mode == sync::wait_mode::spin;
     const int per = std::max(1, n / blocks);
     const int warm = 1000;
-    std::string msg(64, 'p');
+    std::string msg(std::getenv("BENCH_MSG") ? std::atoi(std::getenv("BENCH_MSG")) : 64, 'p');
     std::vector<std::vector<std::int64_t>> ch(static_cast<std::size_t>(blocks)), base(static_cast<std::size_t>(blocks));
     auto bare_wait = [&](std::atomic<std::uint32_t>* w, std::uint32_t want) {
         std::uint32_t v;

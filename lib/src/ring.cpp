@@ -67,25 +67,21 @@ struct record {
 };
 static_assert(sizeof(record) == record_header);
 
-// A record header's atomically written words: kind (the spinning
-// receivers' commit word) and seq. See "Spinning receivers" in ring.hpp.
+// A record header's atomically written words: seq (the spinning receivers'
+// commit word) and kind. See "Spinning receivers" in ring.hpp.
 std::atomic_ref<std::uint32_t> kind_at(std::byte* ring, std::uint64_t pos) {
     return std::atomic_ref<std::uint32_t>(*std::launder(reinterpret_cast<std::uint32_t*>(ring + pos + 4)));
 }
 std::atomic_ref<std::uint64_t> seq_at(std::byte* ring, std::uint64_t pos) {
     return std::atomic_ref<std::uint64_t>(*std::launder(reinterpret_cast<std::uint64_t*>(ring + pos + 8)));
 }
-// Before anything of a record is written at pos: its kind is 0 first, so
-// that a spinning receiver never pairs an old kind with new bytes.
-void begin_record(std::byte* ring, std::uint64_t pos) {
-    kind_at(ring, pos).store(0, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
-}
-// Writes a header (size, then seq, then kind last with release).
+// Writes a header once the payload is in place: size and kind, then seq last
+// (release), so that a receiver that reads the seq it expects (acquire) sees
+// the whole record.
 void write_header(std::byte* ring, std::uint64_t pos, std::uint32_t size, std::uint32_t kind, std::uint64_t seq) {
     std::memcpy(ring + pos, &size, sizeof size);
-    seq_at(ring, pos).store(seq, std::memory_order_relaxed);
-    kind_at(ring, pos).store(kind, std::memory_order_release);
+    kind_at(ring, pos).store(kind, std::memory_order_relaxed);
+    seq_at(ring, pos).store(seq, std::memory_order_release);
 }
 
 error corrupted(const std::string& what) {
@@ -225,13 +221,11 @@ inline bool channel::make_room(std::uint64_t& tail, std::size_t n, const deadlin
     if (to_end < rec) {
         // A padding carries the seq of the message after it (for spinning
         // receivers); it is committed with that message's tail.
-        begin_record(ring_, pos);
         write_header(ring_, pos, static_cast<std::uint32_t>(to_end - record_header), kind_padding,
                      c_->next_seq.load(std::memory_order_relaxed));
         fault::point("ring.send.padded");
         tail += to_end;
     }
-    begin_record(ring_, tail % capacity_);
     return true;
 }
 
@@ -406,14 +400,12 @@ std::size_t channel::send_many(std::span<const std::string_view> payloads, const
 // Spin mode, when this object took the record before head (so it knows the
 // seq that comes next): takes the record at head as soon as it is written
 // whole, before its sender moves tail, reading no line of the senders'.
-// Holding the receiver lock, it reads only the slot's kind and seq, with
-// atomics, until they say the record is there: kind (acquire), seq, kind
-// again, the same, and seq the one expected. An old kind with new bytes
-// cannot pass: a sender zeroes a slot's kind (begin_record) before it writes
-// anything else there, and the record's seq after that. While spinning it
-// also asks for the record's second cache line (a prefetch), so that a
-// 64-byte message's last bytes come with the first. Returns 1, or 0 on
-// timeout or when another receiver moved head meanwhile.
+// Holding the receiver lock, it reads the slot's seq (acquire) until it is
+// the one expected: senders store it last (release), so the record is then
+// whole, and no earlier record had that seq. While spinning it also asks
+// for the record's second cache line (a prefetch), so that a 64-byte
+// message's last bytes come with the first. Returns 1, or 0 on timeout or
+// when another receiver moved head meanwhile.
 std::size_t channel::take_spinning(take_fn fn, void* ctx, const deadline& until) {
     held lock(c_->recv_lock, c_->receiver_recoveries, until);
     if (!lock) return 0;
@@ -430,24 +422,28 @@ std::size_t channel::take_spinning(take_fn fn, void* ctx, const deadline& until)
     auto ready = [](const void* p) {
         auto* x = static_cast<look*>(const_cast<void*>(p));
         __builtin_prefetch(x->second);
-        std::uint32_t k = kind_at(x->ring, x->pos).load(std::memory_order_acquire);
-        if (k != kind_message && k != kind_padding) return false;
-        std::uint64_t s = seq_at(x->ring, x->pos).load(std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (kind_at(x->ring, x->pos).load(std::memory_order_acquire) != k || s != x->expected) return false;
-        x->kind = k;
+        if (seq_at(x->ring, x->pos).load(std::memory_order_acquire) != x->expected) return false;
+        x->kind = kind_at(x->ring, x->pos).load(std::memory_order_relaxed);
         return true;
     };
+    // head, then the tick with a seq_cst read-modify-write (the one locked
+    // instruction a take needs beyond the lock's): it comes before the look
+    // at the waiter count in the single total order, as a waiter's
+    // registration comes before its look at the tick (see wake_if_waiting).
     auto note_head = [&] {
         c_->head.store(head, std::memory_order_release);
-        c_->head_tick.store(c_->head_tick.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+        c_->head_tick.fetch_add(1, std::memory_order_seq_cst);
         known_end_.store(head, std::memory_order_relaxed);
     };
+    auto wake_senders = [&] { sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX); };
     for (int hop = 0; hop < 2; ++hop) {  // a padding, then the message
         std::uint64_t pos = head % capacity_, to_end = capacity_ - pos;
         look l{ring_, pos, expected, ring_ + (to_end > 64 ? pos + 64 : 0), 0};
         if (!sync::spin_until(ready, &l, sync::wait_mode::spin, until)) {
-            if (head != first) note_head();  // the padding skipped stays skipped
+            if (head == first) return 0;
+            note_head();  // the padding skipped stays skipped
+            lock.release();
+            wake_senders();
             return 0;
         }
         std::uint32_t size;
@@ -458,7 +454,7 @@ std::size_t channel::take_spinning(take_fn fn, void* ctx, const deadline& until)
             head += to_end;
             continue;
         }
-        if (size > c_->max_msg || record_size(size) > to_end)
+        if (l.kind != kind_message || size > c_->max_msg || record_size(size) > to_end)
             throw corrupted(fmt::format("bad record at offset {} (kind {}, size {})", pos, l.kind, size));
         fn(ctx, expected, std::string_view(reinterpret_cast<const char*>(ring_ + pos + record_header), size));
         fault::point("ring.recv.before_take");
@@ -467,11 +463,7 @@ std::size_t channel::take_spinning(take_fn fn, void* ctx, const deadline& until)
         known_seq_.store(expected, std::memory_order_relaxed);
         fault::point("ring.recv.after_take");
         lock.release();
-        // A seq_cst read-modify-write of the tick (cheaper than a fence):
-        // it comes before the look at the waiter count in the single total
-        // order, as a waiter's registration comes before its look at the tick.
-        c_->head_tick.fetch_add(0, std::memory_order_seq_cst);
-        sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX);
+        wake_senders();
         return 1;
     }
     throw corrupted(fmt::format("two paddings in a row at offset {}", first % capacity_));

@@ -60,13 +60,12 @@
 /// does not wait for tail: holding the receiver lock, it watches the header
 /// at head itself and takes the record once it is written whole, so a
 /// message costs it the record's cache lines and none of the senders'. A
-/// sender writes each record's header words with atomics in this order: kind
-/// 0 (before anything else of the record, then a release fence), then size
-/// and seq, then kind (release) once the payload is in place; a padding
-/// carries the seq of the message after it. The receiver reads kind
-/// (acquire), seq, an acquire fence, kind again: equal, a message or a
-/// padding, and seq the one it expects, the record is whole; an old kind
-/// read together with new bytes cannot pass (the zero comes first). While
+/// sender writes a record's payload, size and kind, and its seq last, with
+/// a release store; a padding carries the seq of the message after it. The
+/// receiver reads the seq at head (acquire) until it is the one it expects:
+/// then the record is whole (a record written there before had a smaller
+/// seq; payload bytes there could spell any number, but writing them takes
+/// a sender, who could as well write any byte of the segment). While
 /// spinning it prefetches the record's second cache line. Other receivers
 /// meanwhile wait for the receiver lock (which may sleep: with several
 /// receivers, spin mode spins in one of them). Any other receiver (another
@@ -87,7 +86,7 @@
 namespace ipc::ring {
 
 inline constexpr std::uint64_t magic = 0x314E414843435049ull;  // "IPCCHAN1"
-inline constexpr std::uint32_t version = 3;  // 3: headers written for spinning receivers (see below)
+inline constexpr std::uint32_t version = 4;  // 4: a record's seq is written last (see below)
 inline constexpr std::size_t header_bytes = 1024;
 inline constexpr std::size_t record_header = 16;
 
