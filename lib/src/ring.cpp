@@ -179,6 +179,7 @@ channel::channel(std::span<std::byte> region) {
         throw corrupted(fmt::format("head {} and tail {} are inconsistent", h, t));
     ring_ = region.data() + header_bytes;
     capacity_ = c_->capacity;
+    if ((capacity_ & (capacity_ - 1)) == 0) mask_ = capacity_ - 1;
 }
 
 std::uint64_t channel::max_msg() const { return c_->max_msg; }
@@ -205,7 +206,7 @@ bool channel::wait_for_room(std::uint64_t tail, std::uint64_t need, const deadli
 // padding before it when it would wrap.
 inline std::uint64_t channel::need_at(std::uint64_t tail, std::size_t n) const {
     std::uint64_t rec = record_size(n);
-    std::uint64_t to_end = capacity_ - tail % capacity_;
+    std::uint64_t to_end = capacity_ - off(tail);
     return rec + (to_end < rec ? to_end : 0);
 }
 
@@ -215,7 +216,7 @@ inline std::uint64_t channel::need_at(std::uint64_t tail, std::size_t n) const {
 // record goes; false when no room came before the deadline.
 inline bool channel::make_room(std::uint64_t& tail, std::size_t n, const deadline& until, sync::wait_mode mode) {
     std::uint64_t rec = record_size(n);
-    std::uint64_t pos = tail % capacity_;
+    std::uint64_t pos = off(tail);
     std::uint64_t to_end = capacity_ - pos;
     if (!wait_for_room(tail, need_at(tail, n), until, mode)) return false;
     if (to_end < rec) {
@@ -230,15 +231,21 @@ inline bool channel::make_room(std::uint64_t& tail, std::size_t n, const deadlin
 }
 
 // With the sender lock held and room made: copies payload into the record at
-// tail, unpublished.
+// tail, unpublished. The bytes past the header's cache line go first, so
+// that the header's line, which a spinning receiver keeps reading, is
+// written in one burst at the end (the payload's start, then the header).
 inline void channel::write_payload(std::uint64_t tail, std::string_view payload) {
-    std::byte* dst = ring_ + tail % capacity_ + record_header;
+    std::byte* rec = ring_ + off(tail);
+    std::byte* dst = rec + record_header;
     std::size_t n = payload.size();
     if (n) {
-        // Half the payload, then the fault point: a sender killed mid-copy.
-        std::memcpy(dst, payload.data(), n / 2);
+        auto line_end = (reinterpret_cast<std::uintptr_t>(rec) | 63) + 1;
+        std::size_t first = std::min<std::size_t>(n, line_end - reinterpret_cast<std::uintptr_t>(dst));
+        if (first == n) first = n / 2;  // all on one line: any split serves the fault point
+        // The rest, then the fault point (a sender killed mid-copy), then the start.
+        std::memcpy(dst + first, payload.data() + first, n - first);
         fault::point("ring.send.mid_copy");
-        std::memcpy(dst + n / 2, payload.data() + n / 2, n - n / 2);
+        std::memcpy(dst, payload.data(), first);
     }
 }
 
@@ -251,7 +258,7 @@ std::uint64_t channel::committed_next_seq() const {
     std::uint64_t last = c_->last_record.load(std::memory_order_relaxed);
     if (last < t && t - last <= capacity_ && last % 16 == 0) {
         record r;
-        std::memcpy(&r, ring_ + last % capacity_, sizeof r);
+        std::memcpy(&r, ring_ + off(last), sizeof r);
         if (r.kind == kind_message && r.seq == next && r.size <= c_->max_msg && last + record_size(r.size) == t)
             return next + 1;
     }
@@ -266,7 +273,7 @@ void channel::repair_seq() {
     // whole (kind set) without moving tail: move tail past them.
     std::uint64_t tail = c_->tail.load(std::memory_order_relaxed), head = c_->head.load(std::memory_order_acquire);
     for (int i = 0; i < 2 && tail < head; ++i) {
-        std::uint64_t pos = tail % capacity_, to_end = capacity_ - pos;
+        std::uint64_t pos = off(tail), to_end = capacity_ - pos;
         std::uint32_t kind = kind_at(ring_, pos).load(std::memory_order_acquire);
         std::uint64_t seq = seq_at(ring_, pos).load(std::memory_order_relaxed);
         std::uint32_t size;
@@ -292,7 +299,7 @@ std::optional<channel::reservation> channel::reserve(std::size_t n, const deadli
     std::uint64_t tail = c_->tail.load(std::memory_order_relaxed);  // ours: we hold the sender lock
     if (!make_room(tail, n, until, mode)) return std::nullopt;
     lock.keep();
-    return reservation(this, tail, std::span<std::byte>(ring_ + tail % capacity_ + record_header, n));
+    return reservation(this, tail, std::span<std::byte>(ring_ + off(tail) + record_header, n));
 }
 
 error channel::too_large(std::size_t n) const {
@@ -304,7 +311,7 @@ error channel::too_large(std::size_t n) const {
 
 inline std::uint64_t channel::publish(std::uint64_t tail, std::size_t n, std::memory_order tick_order) {
     std::uint64_t seq = c_->next_seq.load(std::memory_order_relaxed);
-    write_header(ring_, tail % capacity_, static_cast<std::uint32_t>(n), kind_message, seq);
+    write_header(ring_, off(tail), static_cast<std::uint32_t>(n), kind_message, seq);
     fault::point("ring.send.before_commit");
     c_->last_record.store(tail, std::memory_order_relaxed);
     // The commit point: the record's bytes happen-before any receiver's read.
@@ -437,7 +444,7 @@ std::size_t channel::take_spinning(take_fn fn, void* ctx, const deadline& until)
     };
     auto wake_senders = [&] { sync::wake_if_waiting(c_->head_tick, c_->space_waiters, INT32_MAX); };
     for (int hop = 0; hop < 2; ++hop) {  // a padding, then the message
-        std::uint64_t pos = head % capacity_, to_end = capacity_ - pos;
+        std::uint64_t pos = off(head), to_end = capacity_ - pos;
         look l{ring_, pos, expected, ring_ + (to_end > 64 ? pos + 64 : 0), 0};
         if (!sync::spin_until(ready, &l, sync::wait_mode::spin, until)) {
             if (head == first) return 0;
@@ -466,7 +473,7 @@ std::size_t channel::take_spinning(take_fn fn, void* ctx, const deadline& until)
         wake_senders();
         return 1;
     }
-    throw corrupted(fmt::format("two paddings in a row at offset {}", first % capacity_));
+    throw corrupted(fmt::format("two paddings in a row at offset {}", off(first)));
 }
 
 std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline& until, sync::wait_mode mode) {
@@ -497,7 +504,7 @@ std::size_t channel::take(std::size_t max, take_fn fn, void* ctx, const deadline
                 }
                 if (tail - head > capacity_ || head % 16 != 0)
                     throw corrupted(fmt::format("head {} and tail {} are inconsistent", head, tail));
-                std::uint64_t pos = head % capacity_;
+                std::uint64_t pos = off(head);
                 record r;
                 std::memcpy(&r, ring_ + pos, sizeof r);
                 std::uint64_t to_end = capacity_ - pos;
@@ -578,9 +585,9 @@ stats channel::stat() const {
     s.taken = s.sent;
     for (std::uint64_t h = head; h < tail && tail - h <= capacity_;) {
         record r;
-        std::memcpy(&r, ring_ + h % capacity_, sizeof r);
+        std::memcpy(&r, ring_ + off(h), sizeof r);
         if (r.kind == kind_padding) {
-            h += capacity_ - h % capacity_;
+            h += capacity_ - off(h);
             continue;
         }
         if (r.kind == kind_message && r.seq >= 1 && r.seq <= s.sent + 1) s.taken = r.seq - 1;

@@ -149,30 +149,23 @@ unsigned usable_cpus() noexcept {
 
 namespace {
 
-constexpr std::uint32_t waiters_bit = 0x80000000u;  // thread ids stay below 2^22 (pid_max)
-
-// This thread's id and start time (clock ticks since boot), read once.
-struct self_identity {
-    std::uint32_t tid;
-    std::uint64_t start;
-};
-
-
-thread_local self_identity t_self{0, 0};
-
 // A forked child is another thread: it must not take locks under its
 // parent's identity.
-extern "C" void forget_identity() { t_self.tid = 0; }
+extern "C" void forget_identity() { robust_mutex::forget_self(); }
 
-const self_identity& self() {
-    if (t_self.tid == 0) {
-        static bool registered = [] { return ::pthread_atfork(nullptr, nullptr, forget_identity) == 0; }();
-        (void)registered;
-        t_self.tid = static_cast<std::uint32_t>(::gettid());
-        t_self.start = proc::start_time(static_cast<pid_t>(t_self.tid)).value_or(0);
-    }
-    return t_self;
+} // namespace
+
+constinit thread_local robust_mutex::identity robust_mutex::t_self_{0, 0};
+
+const robust_mutex::identity& robust_mutex::self_slow() {
+    static bool registered = [] { return ::pthread_atfork(nullptr, nullptr, forget_identity) == 0; }();
+    (void)registered;
+    t_self_.tid = static_cast<std::uint32_t>(::gettid());
+    t_self_.start = proc::start_time(static_cast<pid_t>(t_self_.tid)).value_or(0);
+    return t_self_;
 }
+
+namespace {
 
 // Whether the thread that took the lock is gone.
 bool owner_gone(std::uint32_t tid, std::uint64_t start) {
@@ -195,19 +188,8 @@ void robust_mutex::init() {
 
 std::uint32_t robust_mutex::owner() const noexcept { return word_.load(std::memory_order_relaxed) & ~waiters_bit; }
 
-bool robust_mutex::try_lock(outcome* how) {
-    std::uint32_t expected = 0;
-    const auto& me = self();
-    if (!word_.compare_exchange_strong(expected, me.tid, std::memory_order_acquire, std::memory_order_relaxed))
-        return false;
-    owner_start_.store(me.start, std::memory_order_relaxed);
-    if (how) *how = outcome::acquired;
-    return true;
-}
-
-robust_mutex::outcome robust_mutex::lock(const deadline& until) {
+robust_mutex::outcome robust_mutex::lock_slow(const deadline& until) {
     outcome fast;
-    if (try_lock(&fast)) return fast;  // uncontended: one compare-and-swap
     // Held locks are held briefly: with a CPU for the holder to run on, look
     // again for a couple of microseconds before paying for a futex sleep.
     static const bool spin = usable_cpus() > 1;
@@ -252,9 +234,7 @@ robust_mutex::outcome robust_mutex::lock(const deadline& until) {
     return outcome::acquired;
 }
 
-void robust_mutex::unlock() {
-    if (word_.exchange(0, std::memory_order_release) & waiters_bit) futex_wake(word_, 1);
-}
+void robust_mutex::wake_one() { futex_wake(word_, 1); }
 
 bool spin_until(bool (*ready)(const void*), const void* ctx, wait_mode mode, const deadline& until,
                 std::chrono::nanoseconds spin_budget) {

@@ -205,9 +205,12 @@ private:
     std::uint64_t committed_next_seq() const;
     void repair_seq();
     std::size_t take_spinning(take_fn fn, void* ctx, const deadline& until);
+    /// Where byte position x (head, tail: bytes ever) lies in the ring.
+    std::uint64_t off(std::uint64_t x) const { return mask_ ? x & mask_ : x % capacity_; }
     control* c_;
     std::byte* ring_;
     std::uint64_t capacity_;
+    std::uint64_t mask_ = 0;  // capacity_ - 1 when it is a power of two: off() without a division
     // Where the last record this object took ended, and its seq (changed
     // only with the receiver lock held; atomics because threads may share
     // one object, and known_end_ is glanced at without the lock): a spinning

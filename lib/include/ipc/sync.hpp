@@ -65,14 +65,43 @@ public:
     enum class outcome { acquired, recovered, timeout };
     /// Locks, waiting up to the deadline. `recovered`: the previous holder
     /// died holding it; the lock is now held.
-    outcome lock(const deadline& until);
-    bool try_lock(outcome* how = nullptr);
-    void unlock();
+    outcome lock(const deadline& until) {
+        outcome fast;
+        if (try_lock(&fast)) return fast;  // uncontended: one compare-and-swap
+        return lock_slow(until);
+    }
+    bool try_lock(outcome* how = nullptr) {
+        std::uint32_t expected = 0;
+        const auto& me = self();
+        if (!word_.compare_exchange_strong(expected, me.tid, std::memory_order_acquire, std::memory_order_relaxed))
+            return false;
+        owner_start_.store(me.start, std::memory_order_relaxed);
+        if (how) *how = outcome::acquired;
+        return true;
+    }
+    void unlock() {
+        if (word_.exchange(0, std::memory_order_release) & waiters_bit) wake_one();
+    }
 
     /// The holder's thread id, 0 when free (for stat and tests).
     std::uint32_t owner() const noexcept;
 
+    /// This thread's id and start time (clock ticks since boot), read once.
+    struct identity {
+        std::uint32_t tid;
+        std::uint64_t start;
+    };
+    static const identity& self() { return t_self_.tid ? t_self_ : self_slow(); }
+    /// After fork(): the child reads its own identity at its next lock.
+    static void forget_self() noexcept { t_self_.tid = 0; }
+
 private:
+    static constexpr std::uint32_t waiters_bit = 0x80000000u;  // thread ids stay below 2^22 (pid_max)
+    static constinit thread_local identity t_self_;
+    static const identity& self_slow();
+    outcome lock_slow(const deadline& until);
+    void wake_one();
+
     std::atomic<std::uint32_t> word_;
     std::atomic<std::uint32_t> reserved_;
     std::atomic<std::uint64_t> owner_start_;
