@@ -949,7 +949,8 @@ TEST_CASE("redis mailbox: fast path: addressed messages, trailing ranges, an add
     CHECK(a[0].skipped[0].first == 4);
     CHECK(a[0].skipped[0].last == 5);
     CHECK(a[0].skipped[0].reason == "addressed");
-    auto g = group_of(alice->stat(), "default");
+    auto ast = alice->stat();
+    auto g = group_of(ast, "default");
     REQUIRE(g);
     CHECK(g->held == 4);
     CHECK(g->delivered == 3);
