@@ -214,11 +214,16 @@ inline std::uint64_t channel::need_at(std::uint64_t tail, std::size_t n) const {
 // tail, writing a padding record first when it would wrap (not published
 // until tail moves, so a crash here leaves nothing). Moves tail to where the
 // record goes; false when no room came before the deadline.
-inline bool channel::make_room(std::uint64_t& tail, std::size_t n, const deadline& until, sync::wait_mode mode) {
+[[gnu::always_inline]] inline bool channel::make_room(std::uint64_t& tail, std::size_t n, const deadline& until, sync::wait_mode mode) {
     std::uint64_t rec = record_size(n);
     std::uint64_t pos = off(tail);
     std::uint64_t to_end = capacity_ - pos;
-    if (!wait_for_room(tail, need_at(tail, n), until, mode)) return false;
+    std::uint64_t need = need_at(tail, n);
+    // head only grows: if the last value seen leaves room, there is room
+    // (wait_for_room looks at head itself otherwise).
+    if (capacity_ - (tail - c_->cached_head.load(std::memory_order_relaxed)) < need &&
+        !wait_for_room(tail, need, until, mode))
+        return false;
     if (to_end < rec) {
         // A padding carries the seq of the message after it (for spinning
         // receivers); it is committed with that message's tail.
@@ -234,7 +239,7 @@ inline bool channel::make_room(std::uint64_t& tail, std::size_t n, const deadlin
 // tail, unpublished. The bytes past the header's cache line go first, so
 // that the header's line, which a spinning receiver keeps reading, is
 // written in one burst at the end (the payload's start, then the header).
-inline void channel::write_payload(std::uint64_t tail, std::string_view payload) {
+[[gnu::always_inline]] inline void channel::write_payload(std::uint64_t tail, std::string_view payload) {
     std::byte* rec = ring_ + off(tail);
     std::byte* dst = rec + record_header;
     std::size_t n = payload.size();
@@ -309,7 +314,7 @@ error channel::too_large(std::size_t n) const {
                  EMSGSIZE);
 }
 
-inline std::uint64_t channel::publish(std::uint64_t tail, std::size_t n, std::memory_order tick_order) {
+[[gnu::always_inline]] inline std::uint64_t channel::publish(std::uint64_t tail, std::size_t n, std::memory_order tick_order) {
     std::uint64_t seq = c_->next_seq.load(std::memory_order_relaxed);
     write_header(ring_, off(tail), static_cast<std::uint32_t>(n), kind_message, seq);
     fault::point("ring.send.before_commit");
