@@ -10,6 +10,9 @@ namespace ipc::mbox::redis::lua {
 // Helpers of every script (the fast-path scripts carry only these). KEYS[1]
 // is always the stream; the other keys of the mailbox are named from it.
 inline constexpr const char* prelude_core = R"lua(
+-- Globals as locals: a script reads upvalues faster than the global table.
+local redis, string, table, tonumber, ipairs, pairs, unpack, type = redis, string, table, tonumber, ipairs, pairs, unpack, type
+local KEYS, ARGV = KEYS, ARGV
 local function num(s) return tonumber(s) or 0 end
 local function str(n) return string.format('%d', n) end
 local function idparts(id)
@@ -273,13 +276,14 @@ local done = 0
 if bodies and total and b.len + n <= b.max_msgs and b.bytes + total <= b.max_bytes then
   local stream, s, added = b.stream, b.seq, 0
   local ts, pid, uid, as = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+  local call, fmt = redis.call, string.format
   for i = 0, n - 1 do
     s = s + 1
-    local sq, body = str(s), ARGV[8 + i]
+    local sq, body = fmt('%d', s), ARGV[8 + i]
     if as == '' then
-      lastid = redis.call('XADD', stream, '*', 'seq', sq, 'ts', ts, 'pid', pid, 'uid', uid, 'body', body)
+      lastid = call('XADD', stream, '*', 'seq', sq, 'ts', ts, 'pid', pid, 'uid', uid, 'body', body)
     else
-      lastid = redis.call('XADD', stream, '*', 'seq', sq, 'ts', ts, 'pid', pid, 'uid', uid, 'from', as, 'body', body)
+      lastid = call('XADD', stream, '*', 'seq', sq, 'ts', ts, 'pid', pid, 'uid', uid, 'from', as, 'body', body)
     end
     added = added + fixed + 4 + #sq + #body
   end
