@@ -168,7 +168,9 @@ TEST_CASE("shm: ls shows every kind - agrees with /dev/shm", "[shm][ls]") {
         if (e.is_regular_file() && !e.path().filename().string().starts_with(".ipc-tmp-")) ++files;
     CHECK(doc["objects"].size() <= files + 2);  // others may come and go meanwhile
     auto only = shm({"ls", "--kind", "channel", "--json"});
-    for (const auto& o : parse_json(only.out)["objects"]) CHECK(o["kind"] == "channel");
+    auto only_doc = parse_json(only.out);
+    CHECK_FALSE(only_doc["objects"].empty());
+    for (const auto& o : only_doc["objects"]) CHECK(o["kind"] == "channel");
 }
 
 TEST_CASE("shm: rm in bulk: selectors, dry run, other tools' objects are safe", "[shm][rm]") {
