@@ -246,7 +246,8 @@ inline std::uint64_t channel::need_at(std::uint64_t tail, std::size_t n) const {
     if (n) {
         auto line_end = (reinterpret_cast<std::uintptr_t>(rec) | 63) + 1;
         std::size_t first = std::min<std::size_t>(n, line_end - reinterpret_cast<std::uintptr_t>(dst));
-        if (first == n) first = n / 2;  // all on one line: any split serves the fault point
+        // All on the header's line, or none: any split serves the fault point.
+        if (first == n || first == 0) first = n / 2;
         // The rest, then the fault point (a sender killed mid-copy), then the start.
         std::memcpy(dst + first, payload.data() + first, n - first);
         fault::point("ring.send.mid_copy");
@@ -275,12 +276,12 @@ std::uint64_t channel::committed_next_seq() const {
 void channel::repair_seq() {
     std::uint64_t next = committed_next_seq();
     // A spinning receiver may have taken records the dead sender wrote
-    // whole (kind set) without moving tail: move tail past them.
+    // whole (seq written, last) without moving tail: move tail past them.
     std::uint64_t tail = c_->tail.load(std::memory_order_relaxed), head = c_->head.load(std::memory_order_acquire);
     for (int i = 0; i < 2 && tail < head; ++i) {
         std::uint64_t pos = off(tail), to_end = capacity_ - pos;
-        std::uint32_t kind = kind_at(ring_, pos).load(std::memory_order_acquire);
-        std::uint64_t seq = seq_at(ring_, pos).load(std::memory_order_relaxed);
+        std::uint64_t seq = seq_at(ring_, pos).load(std::memory_order_acquire);
+        std::uint32_t kind = kind_at(ring_, pos).load(std::memory_order_relaxed);
         std::uint32_t size;
         std::memcpy(&size, ring_ + pos, sizeof size);
         if (kind == kind_padding && seq == next && size + record_header == to_end) {
