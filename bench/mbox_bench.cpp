@@ -294,14 +294,15 @@ double run_raw(const config& cfg, const std::string& pattern, int run, bool fiel
             raw_conn rc(cfg.backend);
             std::string body(cfg.size, 'x');
             std::size_t sent = 0;
+            // As the mailbox's sender does: pid and uid once, a time stamp per batch.
+            const std::string pid = std::to_string(::getpid()), uid = std::to_string(::getuid());
             while (sent < per_sender) {
                 std::size_t n = std::min(cfg.batch, per_sender - sent);
+                auto ts = std::chrono::system_clock::now().time_since_epoch();
+                const std::string t = std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(ts).count());
                 for (std::size_t i = 0; i < n; ++i) {
                     if (fields) {
-                        auto ts = std::chrono::system_clock::now().time_since_epoch();
                         std::string seq = std::to_string(sent + i + 1);
-                        std::string t = std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(ts).count());
-                        std::string pid = std::to_string(::getpid()), uid = std::to_string(::getuid());
                         redisAppendCommand(rc.c, "XADD %s * seq %s ts %s pid %s uid %s body %b", key.c_str(), seq.c_str(),
                                            t.c_str(), pid.c_str(), uid.c_str(), body.data(), body.size());
                     } else {
