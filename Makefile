@@ -73,8 +73,9 @@ bench-shm: build
 	@tools/deps.sh bench
 	@bench/shm-channel.sh $(BUILD)
 
-# Mailboxes: Redis (a private server) against a bare pipelined hiredis loop,
-# then the local backend on its own.
+# Mailboxes: Redis (a private server) against bare pipelined hiredis loops of
+# the same stream commands (entries with only a body, and entries with the
+# mailbox's fields), then the local backend on its own.
 bench-mbox: build
 	@tools/deps.sh bench test
 	@$(BUILD)/bench/bench_mbox --start-redis
