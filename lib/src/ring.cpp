@@ -184,10 +184,14 @@ channel::channel(std::span<std::byte> region) {
 
 std::uint64_t channel::max_msg() const { return c_->max_msg; }
 
+// head only grows: if the last value senders saw leaves room, there is room,
+// and the receivers' cache line need not be fetched.
+inline bool channel::room_seen(std::uint64_t tail, std::uint64_t need) const {
+    return capacity_ - (tail - c_->cached_head.load(std::memory_order_relaxed)) >= need;
+}
+
+// Looks at head (caching what it saw for room_seen) and waits until there is room.
 bool channel::wait_for_room(std::uint64_t tail, std::uint64_t need, const deadline& until, sync::wait_mode mode) {
-    // head only grows: if the last value seen leaves room, there is room, and
-    // the receivers' cache line need not be fetched.
-    if (capacity_ - (tail - c_->cached_head.load(std::memory_order_relaxed)) >= need) return true;
     for (;;) {
         // The tick first: a take that lands after this read changes it.
         std::uint32_t tick = c_->head_tick.load(std::memory_order_acquire);
@@ -219,11 +223,7 @@ inline std::uint64_t channel::need_at(std::uint64_t tail, std::size_t n) const {
     std::uint64_t pos = off(tail);
     std::uint64_t to_end = capacity_ - pos;
     std::uint64_t need = need_at(tail, n);
-    // head only grows: if the last value seen leaves room, there is room
-    // (wait_for_room looks at head itself otherwise).
-    if (capacity_ - (tail - c_->cached_head.load(std::memory_order_relaxed)) < need &&
-        !wait_for_room(tail, need, until, mode))
-        return false;
+    if (!room_seen(tail, need) && !wait_for_room(tail, need, until, mode)) return false;
     if (to_end < rec) {
         // A padding carries the seq of the message after it (for spinning
         // receivers); it is committed with that message's tail.
@@ -391,10 +391,8 @@ std::size_t channel::send_many(std::span<const std::string_view> payloads, const
         // already there first, or both sides would wait for each other.
         if (sent > woken) {
             std::uint64_t need = need_at(tail, p.size());
-            // The cached head first, as wait_for_room does: no cache miss
-            // while there is room.
-            if (capacity_ - (tail - c_->cached_head.load(std::memory_order_relaxed)) < need &&
-                capacity_ - (tail - c_->head.load(std::memory_order_acquire)) < need)
+            // The cached head first: no cache miss while there is room.
+            if (!room_seen(tail, need) && capacity_ - (tail - c_->head.load(std::memory_order_acquire)) < need)
                 wake();
         }
         if (!make_room(tail, p.size(), until, mode)) break;

@@ -42,6 +42,9 @@ mbox::location make_box(const testing::redis_server& srv, const std::string& ste
     return loc;
 }
 
+// The Redis key of a mailbox's stream, as redis-cli would name it.
+std::string stream_key(const mbox::location& loc) { return "ipc-mbox:{" + loc.name.substr(1) + "}"; }
+
 std::vector<mbox::outgoing> bodies(std::initializer_list<std::string> list, std::string topic = "", std::string to = "") {
     std::vector<mbox::outgoing> out;
     for (auto& b : list) out.push_back({b, topic, to});
@@ -328,7 +331,7 @@ TEST_CASE("redis mailbox: send and recv - XRANGE shows what send sent", "[mbox][
     auto other = opts("later", 1, 0ms);
     CHECK(take(*m, other).empty());  // creates the group
     m->send(bodies({"third"}, "news", "bob"), so);
-    auto xr = srv.cli({"XRANGE", "ipc-mbox:{" + loc.name.substr(1) + "}", "-", "+"});
+    auto xr = srv.cli({"XRANGE", stream_key(loc), "-", "+"});
     REQUIRE(xr.status == 0);
     std::vector<std::string> lines;
     std::stringstream in(xr.out);
@@ -354,7 +357,7 @@ TEST_CASE("redis mailbox: an entry added by hand with redis-cli XADD is received
     auto loc = make_box(srv, "byhand");
     auto m = mbox::redis::open(loc);
     m->send(bodies({"first"}), {});
-    auto r = srv.cli({"XADD", "ipc-mbox:{" + loc.name.substr(1) + "}", "*", "from", "bob", "topic", "t", "body", "hi there"});
+    auto r = srv.cli({"XADD", stream_key(loc), "*", "from", "bob", "topic", "t", "body", "hi there"});
     REQUIRE(r.status == 0);
     m->send(bodies({"third"}), {});
     auto got = take(*m, opts("", 10));
@@ -916,7 +919,7 @@ TEST_CASE("redis mailbox: fast path: addressed messages, trailing ranges, an add
     testing::redis_server srv;
     REDIS_OR_SKIP(srv);
     auto loc = make_box(srv, "fastaddr");
-    std::string stream = "ipc-mbox:{" + loc.name.substr(1) + "}";
+    std::string stream = stream_key(loc);
     auto alice = mbox::redis::open(loc);
     auto bob = mbox::redis::open(loc);
     auto oa = opts("", 10, 0ms);
@@ -1090,7 +1093,7 @@ TEST_CASE("redis mailbox: fast path after the group was moved by hand", "[mbox][
     testing::redis_server srv;
     REDIS_OR_SKIP(srv);
     auto loc = make_box(srv, "byhand");
-    std::string stream = "ipc-mbox:{" + loc.name.substr(1) + "}";
+    std::string stream = stream_key(loc);
     auto t = mbox::redis::open(loc);
     CHECK(take(*t, opts("g", 4, 0ms)).empty());
     std::vector<mbox::outgoing> msgs;

@@ -196,6 +196,7 @@ public:
 private:
     using take_fn = void (*)(void*, std::uint64_t, std::string_view);
     std::size_t take(std::size_t max, take_fn fn, void* ctx, const deadline& until, sync::wait_mode mode);
+    bool room_seen(std::uint64_t tail, std::uint64_t need) const;
     bool wait_for_room(std::uint64_t tail, std::uint64_t need, const deadline& until, sync::wait_mode mode);
     std::uint64_t need_at(std::uint64_t tail, std::size_t n) const;
     bool make_room(std::uint64_t& tail, std::size_t n, const deadline& until, sync::wait_mode mode);
